@@ -1,0 +1,1 @@
+"""asr capability: a pure engine plus its thin Ray wrapper."""

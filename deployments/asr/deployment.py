@@ -1,0 +1,28 @@
+"""ASR Serve deployment: one Whisper model per replica, shared by every call."""
+
+from __future__ import annotations
+
+import asyncio
+
+from ray import serve
+
+from serve_app.config import get_settings
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.5})
+class ASR:
+    def __init__(self):
+        from deployments.asr.engine import WhisperEngine
+
+        settings = get_settings()
+        self._engine = WhisperEngine(settings.whisper_model_path, settings.whisper_device, settings.whisper_cpu_threads)
+        self._lock = asyncio.Lock()  # one decode at a time: CTranslate2 already uses every thread given
+
+    async def transcribe(self, pcm16: bytes, language: str = "en") -> dict:
+        async with self._lock:
+            result = await asyncio.to_thread(self._engine.transcribe, pcm16, language)
+        return result.as_dict()
+
+    def check_health(self) -> None:
+        if self._engine is None:
+            raise RuntimeError("ASR model not loaded")

@@ -1,0 +1,64 @@
+"""PCM helpers: resampling (whole clips and streams) and WAV files. PCM is s16le mono."""
+
+from __future__ import annotations
+
+import io
+import wave
+
+import numpy as np
+import soxr
+
+
+def resample(pcm16: bytes, in_rate: int, out_rate: int) -> bytes:
+    """Resample a complete clip (a synthesized sentence, a recorded utterance)."""
+    if in_rate == out_rate or not pcm16:
+        return pcm16
+    samples = np.frombuffer(pcm16, dtype=np.int16)
+    return soxr.resample(samples, in_rate, out_rate, quality="HQ").astype(np.int16).tobytes()
+
+
+class StreamResampler:
+    """Resample a live stream chunk by chunk without clicks at chunk edges."""
+
+    def __init__(self, in_rate: int, out_rate: int):
+        self.in_rate, self.out_rate = in_rate, out_rate
+        self._stream = None if in_rate == out_rate else soxr.ResampleStream(in_rate, out_rate, 1, dtype="int16", quality="HQ")
+
+    def process(self, pcm16: bytes, last: bool = False) -> bytes:
+        if self._stream is None:
+            return pcm16
+        samples = np.frombuffer(pcm16, dtype=np.int16)
+        return self._stream.resample_chunk(samples, last=last).tobytes()
+
+
+def pcm_to_float(pcm16: bytes) -> np.ndarray:
+    return np.frombuffer(pcm16, dtype=np.int16).astype(np.float32) / 32768.0
+
+
+def float_to_pcm(audio: np.ndarray) -> bytes:
+    return (np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16).tobytes()
+
+
+def read_wav(path_or_bytes) -> tuple[bytes, int]:
+    """Read a 16-bit PCM WAV, down-mixing to mono; returns (pcm16, sample_rate)."""
+    src = io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, bytes) else path_or_bytes
+    with wave.open(src, "rb") as w:
+        if w.getsampwidth() != 2:
+            raise ValueError(f"{path_or_bytes!r:.60}: only 16-bit PCM WAV is supported")
+        rate, channels = w.getframerate(), w.getnchannels()
+        data = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
+    if channels > 1:
+        data = data.reshape(-1, channels).mean(axis=1).astype(np.int16)
+    return data.tobytes(), rate
+
+
+def write_wav(path, pcm16: bytes, rate: int) -> None:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm16)
+
+
+def duration_s(pcm16: bytes, rate: int) -> float:
+    return len(pcm16) / 2 / rate

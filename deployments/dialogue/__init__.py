@@ -1,0 +1,1 @@
+"""dialogue capability: a pure engine plus its thin Ray wrapper."""

@@ -1,0 +1,1 @@
+"""embeddings capability: a pure engine plus its thin Ray wrapper."""

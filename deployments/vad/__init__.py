@@ -1,0 +1,1 @@
+"""vad capability: a pure engine plus its thin Ray wrapper."""

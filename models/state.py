@@ -1,0 +1,85 @@
+"""Conversation state that a session actor owns and checkpoints after every turn."""
+
+from __future__ import annotations
+
+import time
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class SessionStatus(str, Enum):
+    ACTIVE = "active"
+    ESCALATED = "escalated"
+    ENDED = "ended"
+
+
+class ToolResult(BaseModel):
+    """Outcome of one tool call, kept on the turn that made it."""
+
+    tool: str
+    ok: bool
+    output: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+    latency_ms: float = 0.0
+    attempts: int = 1
+
+
+class PolicyDecision(BaseModel):
+    """What the policy engine decided before the dialogue engine runs."""
+
+    action: Literal["continue", "authenticate", "escalate", "refuse", "end"] = "continue"
+    reason: str = ""
+
+
+class TurnState(BaseModel):
+    """One caller utterance (or typed text) and the agent's answer to it."""
+
+    turn_id: int
+    source: Literal["greeting", "speech", "text"] = "speech"
+    transcript: str = ""
+    asr_confidence: float | None = None
+    intent: str | None = None
+    reply: list[str] = Field(default_factory=list)
+    tool_results: list[ToolResult] = Field(default_factory=list)
+    policy: PolicyDecision = Field(default_factory=PolicyDecision)
+    interrupted: bool = False
+    started_at_ms: int = Field(default_factory=now_ms)
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
+class CallEvent(BaseModel):
+    """Something that happened to a call, for the audit trail and the store."""
+
+    kind: str
+    at_ms: int = Field(default_factory=now_ms)
+    turn_id: int | None = None
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class SessionState(BaseModel):
+    """Everything needed to resume a call: identity, history and counters."""
+
+    session_id: str
+    caller_id: str
+    locale: str = "en-US"
+    status: SessionStatus = SessionStatus.ACTIVE
+    authenticated: bool = False
+    consecutive_failures: int = 0
+    turns: list[TurnState] = Field(default_factory=list)
+    events: list[CallEvent] = Field(default_factory=list)
+    slots: dict[str, Any] = Field(default_factory=dict)
+    actor_id: str | None = None
+    started_at_ms: int = Field(default_factory=now_ms)
+    updated_at_ms: int = Field(default_factory=now_ms)
+    ended_at_ms: int | None = None
+    end_reason: str | None = None
+
+    @property
+    def next_turn_id(self) -> int:
+        return len(self.turns)

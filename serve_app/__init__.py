@@ -1,0 +1,1 @@
+"""Voice-agent platform on Ray Serve: application builder, ingress gateway, config and CLIs."""

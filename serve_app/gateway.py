@@ -1,0 +1,120 @@
+"""The ingress: FastAPI on Ray Serve. Owns the WebSocket, VAD and the session actors' pool.
+
+No `from __future__ import annotations` here: FastAPI must see the real `WebSocket` type
+through Serve's class-based ingress, or it takes `ws` for a query parameter (HTTP 403).
+"""
+
+
+import logging
+import uuid
+
+from fastapi import FastAPI, WebSocket
+from fastapi.responses import JSONResponse
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from deployments.session.actor import SessionActor
+from deployments.vad.engine import SileroVAD
+from models.protocol import CloseCode, ProtocolError, event, parse_connect
+from serve_app.call_handler import CallHandler
+from serve_app.config import get_settings
+from serve_app.session_pool import AtCapacity, SessionPool
+
+log = logging.getLogger(__name__)
+api = FastAPI(title="voice-agent gateway", docs_url=None, redoc_url=None)
+
+
+def _metrics():
+    from ray.serve import metrics
+
+    return {
+        "calls": metrics.Counter("voice_calls_total", "Calls by how they ended", tag_keys=("reason",)),
+        "active": metrics.Gauge("voice_active_calls", "Calls in progress on this replica"),
+        "stage": metrics.Histogram(
+            "voice_turn_stage_ms",
+            "Per-turn latency by stage",
+            boundaries=[25, 50, 100, 200, 300, 500, 700, 1000, 1500, 2000, 3000, 5000],
+            tag_keys=("stage",),
+        ),
+        "rejected": metrics.Counter("voice_connect_rejected_total", "Connections refused before session.started", tag_keys=("code",)),
+    }
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=100)
+@serve.ingress(api)
+class Gateway:
+    def __init__(self, asr: DeploymentHandle, tts: DeploymentHandle, dialogue: DeploymentHandle):
+        self._settings = get_settings()
+        self._asr, self._tts, self._dialogue = asr, tts, dialogue
+        self._vad = SileroVAD()
+        self._metrics = _metrics()
+        actor_opts = {"num_cpus": self._settings.session_actor_num_cpus}
+        self._pool = SessionPool(lambda: SessionActor.options(**actor_opts).remote(), self._settings.warm_sessions, self._settings.max_calls_per_replica)
+
+    @api.get("/health")
+    async def health(self) -> dict:
+        return {"status": "ok"}
+
+    @api.get("/ready")
+    async def ready(self):
+        self._pool.start()
+        body = {
+            "ready": self._pool.remaining > 0,
+            "active_calls": self._pool.active,
+            "capacity": self._pool.max_active,
+            "remaining_capacity": self._pool.remaining,
+            "warm_sessions": self._pool.warm,
+        }
+        return JSONResponse(body, status_code=200 if body["ready"] else 503)
+
+    @api.websocket("/ws/call")
+    async def call(self, ws: WebSocket) -> None:
+        self._pool.start()
+        try:
+            params = parse_connect(dict(ws.query_params))
+        except ProtocolError as exc:
+            self._metrics["rejected"].inc(tags={"code": exc.code})
+            log.info("connect refused: %s", exc.message)
+            await ws.close(code=exc.close_code, reason=exc.message[:120])
+            return
+        await ws.accept()
+        try:
+            actor = await self._pool.acquire()
+        except AtCapacity as exc:
+            self._metrics["rejected"].inc(tags={"code": "at_capacity"})
+            await ws.send_text(event("session.ended", reason="at_capacity", message=str(exc)))
+            await ws.close(code=CloseCode.AT_CAPACITY, reason="at capacity")
+            return
+        session_id = uuid.uuid4().hex
+        reason = "server_error"
+        self._metrics["active"].set(self._pool.active)
+        try:
+            await actor.start.remote(session_id, params.caller_id, params.locale, self._dialogue)
+            handler = CallHandler(ws, params, session_id, actor, self._transcribe, self._synthesize, self._vad.stream(), self._settings, self._observe)
+            log.info("call %s started (caller %s, %d Hz)", session_id, params.caller_id, params.sample_rate)
+            reason = await handler.run()
+        except Exception:
+            log.exception("call %s failed", session_id)
+            try:
+                await ws.send_text(event("session.ended", reason="server_error"))
+                await ws.close(code=CloseCode.SERVER_ERROR)
+            except Exception:
+                pass
+        finally:
+            try:
+                await actor.close.remote(reason)
+            except Exception:
+                log.exception("call %s: final checkpoint failed", session_id)
+            self._pool.release(actor)
+            self._metrics["active"].set(self._pool.active)
+            self._metrics["calls"].inc(tags={"reason": reason})
+            log.info("call %s ended: %s", session_id, reason)
+
+    async def _transcribe(self, pcm16: bytes, locale: str) -> dict:
+        return await self._asr.transcribe.remote(pcm16, locale.split("-")[0])
+
+    def _synthesize(self, text: str, sample_rate: int):
+        return self._tts.options(stream=True).synthesize.remote(text, sample_rate)
+
+    def _observe(self, stage: str, ms: float) -> None:
+        self._metrics["stage"].observe(ms, tags={"stage": stage})

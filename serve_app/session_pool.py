@@ -1,0 +1,72 @@
+"""Pre-started session actors, so a new call never waits for a process to spawn."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Callable
+
+import ray
+
+log = logging.getLogger(__name__)
+
+
+class AtCapacity(Exception):
+    pass
+
+
+class SessionPool:
+    """Owned by one Gateway replica: its actors die with it, never leak past it."""
+
+    def __init__(self, factory: Callable[[], Any], warm: int, max_active: int):
+        self._factory = factory
+        self._warm_target = warm
+        self.max_active = max_active
+        self._warm: list = []
+        self.active = 0
+        self._refill_task: asyncio.Task | None = None
+
+    @property
+    def warm(self) -> int:
+        return len(self._warm)
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.max_active - self.active)
+
+    def start(self) -> None:
+        if self._refill_task is None or self._refill_task.done():
+            self._refill_task = asyncio.get_running_loop().create_task(self._refill())
+
+    async def _spawn(self):
+        actor = self._factory()
+        await actor.ping.remote()  # the process is up and the module imported
+        return actor
+
+    async def _refill(self) -> None:
+        while len(self._warm) < self._warm_target and self.active + len(self._warm) < self.max_active + self._warm_target:
+            try:
+                self._warm.append(await self._spawn())
+            except Exception:
+                log.exception("could not pre-start a session actor; retrying in 1 s")
+                await asyncio.sleep(1.0)
+
+    async def acquire(self):
+        if self.active >= self.max_active:
+            raise AtCapacity(f"{self.active} calls active on this replica (limit {self.max_active})")
+        self.active += 1
+        try:
+            actor = self._warm.pop() if self._warm else await self._spawn()
+        except BaseException:
+            self.active -= 1
+            raise
+        self.start()
+        return actor
+
+    def release(self, actor) -> None:
+        self.active -= 1
+        try:
+            ray.kill(actor, no_restart=True)
+        except Exception:
+            log.warning("session actor already gone")
+        self.start()
