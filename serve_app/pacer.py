@@ -23,18 +23,20 @@ class AudioPacer:
 
     def lead_s(self) -> float:
         """Audio sent but not yet played, as the caller's clock sees it."""
-        return max(0.0, self._sent_s - (self._clock() - self._start))
+        lead = self._sent_s - (self._clock() - self._start)
+        return lead if lead > 1e-6 else 0.0
 
     async def send(self, pcm16: bytes) -> None:
         for i in range(0, len(pcm16), self._frame_bytes):
             frame = pcm16[i : i + self._frame_bytes]
+            frame_s = len(frame) / 2 / self._rate
             if self.lead_s() == 0.0:  # playback caught up: a new stretch of speech starts now
                 self._start, self._sent_s = self._clock(), 0.0
-            excess = self.lead_s() - self._max_lead
+            excess = self.lead_s() + frame_s - self._max_lead
             if excess > 0:
                 await asyncio.sleep(excess)
             await self._send(frame)
-            self._sent_s += len(frame) / 2 / self._rate
+            self._sent_s += frame_s
             self.bytes_sent += len(frame)
 
     async def drain(self) -> None:

@@ -6,7 +6,7 @@ import re
 
 _PATTERNS = [
     ("[EMAIL]", re.compile(r"\b[\w.+-]+@[\w-]+(\.[\w-]+)+\b")),
-    ("[CARD]", re.compile(r"\b(?:\d[ -]?){13,19}\b")),
+    ("[CARD]", re.compile(r"\b\d(?:[ -]?\d){12,18}\b")),
     ("[SSN]", re.compile(r"\b\d{3}[- ]\d{2}[- ]\d{4}\b")),
     ("[PHONE]", re.compile(r"(?<!\w)(?:\+?\d{1,3}[ .-]?)?(?:\(\d{3}\)|\d{3})[ .-]?\d{3}[ .-]?\d{4}\b")),
 ]

@@ -56,6 +56,7 @@ class WhisperEngine:
         t0 = time.perf_counter()
         self._model = WhisperModel(str(path), device=self.device, compute_type=self.compute_type, cpu_threads=cpu_threads)
         self.language = language
+        self.transcribe(np.zeros(SAMPLE_RATE, dtype=np.int16).tobytes())  # first decode allocates; do it before a caller waits
         log.info("whisper loaded from %s on %s/%s in %.2fs", path, self.device, self.compute_type, time.perf_counter() - t0)
 
     def transcribe(self, pcm16: bytes, language: str | None = None) -> Transcript:

@@ -13,10 +13,11 @@ from serve_app.config import get_settings
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.1})
 class Dialogue:
-    def __init__(self, embeddings: DeploymentHandle):
+    async def __init__(self, embeddings: DeploymentHandle):
         self._settings = get_settings()
         self._embeddings = embeddings
         self._engine = LocalDialogueEngine(self._embed_many)
+        await self._engine.warm_up()  # embed the intent examples before the first caller waits
 
     async def _embed_many(self, texts: list[str]) -> list[list[float]]:
         return await self._embeddings.embed_many.remote(texts)

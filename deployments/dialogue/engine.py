@@ -27,6 +27,7 @@ INTENT_EXAMPLES: dict[str, list[str]] = {
         "how do I send something back",
         "can I get a refund",
         "I'd like to exchange a product",
+        "I want my money back",
     ],
     "hours": [
         "what are your opening hours",
@@ -38,6 +39,7 @@ INTENT_EXAMPLES: dict[str, list[str]] = {
         "transfer me to an agent",
         "I want to speak to a human",
         "get me a real person please",
+        "connect me to a customer service representative",
     ],
     "help": [
         "what can you do",
@@ -78,10 +80,13 @@ def _dot(a: list[float], b: list[float]) -> float:
 
 
 class LocalDialogueEngine:
-    def __init__(self, embed_many: EmbedMany, min_similarity: float = 0.5):
+    def __init__(self, embed_many: EmbedMany, min_similarity: float = 0.42):
         self._embed_many = embed_many
         self._min_similarity = min_similarity
         self._examples: list[tuple[str, list[float]]] | None = None
+
+    async def warm_up(self) -> None:
+        await self._ensure_examples()
 
     async def _ensure_examples(self) -> None:
         if self._examples is None:

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Set up everything the platform and its tests need, in ./.venv. Safe to run again:
+# a stamp of the pinned inputs makes a set-up machine skip the installs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3}"
+stamp=".venv/.setup-$(cat pyproject.toml constraints.txt scripts/setup.sh | sha256sum | cut -c1-16)"
+if [ -f "$stamp" ]; then
+    echo "setup: already done ($stamp)"
+    exit 0
+fi
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+# torch first, the CPU build: silero-vad and sentence-transformers would otherwise pull a CUDA
+# build of several GB. Where no local wheel is configured, TORCH_INDEX_URL can point pip at
+# PyTorch's CPU index.
+.venv/bin/python -m pip install --quiet ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "torch==2.13.0"
+.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[test]"
+.venv/bin/python -m pip check
+rm -f .venv/.setup-*
+touch "$stamp"
+echo "setup: done"

@@ -1,0 +1,104 @@
+"""Shared fixtures: spoken test audio made with piper, and the real platform on Ray Serve."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+OUTPUT = ROOT / "test-output"
+
+# Limits the platform tests exercise (capacity) — set before any settings are read.
+TEST_ENV = {
+    "VOICE_MAX_CALLS_PER_REPLICA": "5",
+    "VOICE_WARM_SESSIONS": "2",
+    "VOICE_MAX_DROPPED_MESSAGES": "40",
+}
+
+
+@pytest.fixture(scope="session")
+def piper():
+    from deployments.tts.engine import PiperEngine
+
+    return PiperEngine()
+
+
+@pytest.fixture(scope="session")
+def speak(piper):
+    """speak(text, rate=16000) -> PCM s16le of the piper voice saying `text`."""
+    cache: dict = {}
+
+    def _speak(text: str, rate: int = 16000) -> bytes:
+        if (text, rate) not in cache:
+            cache[(text, rate)] = b"".join(piper.synthesize(text, rate))
+        return cache[(text, rate)]
+
+    return _speak
+
+
+def silence(seconds: float, rate: int = 16000) -> bytes:
+    return bytes(int(seconds * rate) * 2)
+
+
+def noise(seconds: float, amplitude: float = 0.003, rate: int = 16000, seed: int = 0) -> bytes:
+    rng = np.random.default_rng(seed)
+    return (rng.normal(0, amplitude, int(seconds * rate)) * 32767).astype(np.int16).tobytes()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def platform(tmp_path_factory):
+    """The whole application from serve_config.yaml on a fresh local Ray (loopback only)."""
+    import ray
+    from ray import serve
+
+    from serve_app import cluster
+
+    store = tmp_path_factory.mktemp("store") / "sessions.db"
+    saved = {k: os.environ.get(k) for k in [*TEST_ENV, "VOICE_STORE_PATH"]}
+    os.environ.update(TEST_ENV, VOICE_STORE_PATH=str(store))
+    cluster.loopback_env()
+    port = _free_port()
+    t0 = time.monotonic()
+    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False, namespace="serve")
+    try:
+        cluster.deploy(cluster.load_config(http_port=port, env=cluster.settings_env()))
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/ready", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "platform never became ready"
+            time.sleep(0.5)
+        print(f"platform up in {time.monotonic() - t0:.1f}s on port {port}")
+        yield {"http": base, "ws": f"ws://127.0.0.1:{port}/ws/call", "store": store, "port": port}
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture
+def output_dir(request) -> Path:
+    path = OUTPUT / request.node.name
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,116 @@
+"""Every kind of bad input gets a clear error event or a documented close, and other calls go on."""
+
+import asyncio
+import json
+
+import pytest
+import websockets
+
+from serve_app.call import CallClient
+from tests.test_call import open_call, wait_greeting_done
+
+pytestmark = pytest.mark.platform
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "caller_id=",
+        "caller_id=" + "a" * 65,
+        "caller_id=has%20space",
+        "caller_id=ok&sample_rate=12345",
+        "caller_id=ok&sample_rate=loud",
+        "caller_id=ok&locale=%3Cscript%3E",
+    ],
+)
+async def test_bad_connect_is_refused_before_session_started(platform, query):
+    with pytest.raises(websockets.InvalidStatus) as exc:
+        async with websockets.connect(f"{platform['ws']}?{query}"):
+            pass
+    assert exc.value.response.status_code == 403
+
+
+async def typed_turn_works(client: CallClient, text="what are your opening hours"):
+    mark = len(client.events)
+    await client.send_json({"type": "text", "text": text})
+    await client.wait_for(lambda: client.agent_idle_since(mark), 60)
+    return client.of_type("transcript")[-1]["text"] == text
+
+
+async def expect_error(client: CallClient, code: str, send):
+    mark = len(client.events)
+    await send()
+    err = await client.wait_event("error", after=mark, timeout=15)
+    assert err["code"] == code and err["message"]
+    return err
+
+
+@pytest.fixture
+async def call(platform):
+    client = await open_call(platform, "bad-input")
+    await wait_greeting_done(client)
+    yield client
+    await client.close()
+
+
+async def test_recoverable_errors_keep_the_call_going(call):
+    await expect_error(call, "invalid_json", lambda: call.send_raw_text("{not json"))
+    await expect_error(call, "invalid_message", lambda: call.send_raw_text("[1, 2, 3]"))
+    await expect_error(call, "unknown_type", lambda: call.send_json({"type": "dance"}))
+    await expect_error(call, "invalid_message", lambda: call.send_json({"type": "text", "text": ""}))
+    await expect_error(call, "invalid_audio", lambda: call.send_bytes(b"\x01\x02\x03"))
+    assert not call.closed
+    assert await typed_turn_works(call)
+    await call.send_json({"type": "hangup", "extra": "ignored"})
+    await call.wait_for(lambda: call.closed, 15)
+    assert call.close_code == 1000
+
+
+async def test_oversized_binary_frame_closes_1009(call):
+    await call.send_bytes(bytes(64 * 1024 + 2))
+    await call.wait_for(lambda: call.closed, 15)
+    assert call.close_code == 1009
+    assert call.of_type("error")[-1]["code"] == "frame_too_big"
+    assert call.of_type("session.ended")[-1]["reason"] == "frame_too_big"
+
+
+async def test_oversized_text_frame_closes_1009(call):
+    await call.send_raw_text(json.dumps({"type": "text", "text": "x" * 70000}))
+    await call.wait_for(lambda: call.closed, 15)
+    assert call.close_code == 1009
+
+
+async def test_text_flood_is_rate_limited_then_closed_and_other_calls_go_on(platform, call):
+    bystander = await open_call(platform, "bystander")
+    await wait_greeting_done(bystander)
+    for _ in range(100):  # far over 10/s: the first burst is answered, then rate_limited, then closed
+        if call.closed:
+            break
+        try:
+            await call.send_json({"type": "noop"})
+        except websockets.ConnectionClosed:
+            break
+    await call.wait_for(lambda: call.closed, 15)
+    codes = [e["code"] for e in call.of_type("error")]
+    assert "unknown_type" in codes and "rate_limited" in codes
+    assert call.close_code == 1008 and call.of_type("session.ended")[-1]["reason"] == "flooding"
+    assert await typed_turn_works(bystander)  # untouched
+    await bystander.hangup()
+
+
+async def test_full_replica_refuses_with_1013_and_frees_up_after(platform):
+    clients = []
+    try:
+        for i in range(5):  # the test platform's capacity
+            clients.append(await open_call(platform, f"filler-{i}"))
+        extra = CallClient(platform["ws"], "one-too-many")
+        with pytest.raises(ConnectionError):
+            await extra.connect()
+        assert extra.close_code == 1013
+        assert extra.of_type("session.ended")[-1]["reason"] == "at_capacity"
+    finally:
+        await asyncio.gather(*(c.hangup() for c in clients), return_exceptions=True)
+    retry = await open_call(platform, "after-the-rush")
+    assert retry.session
+    await retry.hangup()

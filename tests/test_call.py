@@ -1,0 +1,154 @@
+"""End-to-end calls through the real platform: Serve ingress, session actors, offline models."""
+
+import asyncio
+import sqlite3
+
+import pytest
+
+from deployments.dialogue.text import normalize
+from serve_app.call import CallClient, speak_turn
+from tests.conftest import silence
+from tests.test_engines import word_error_rate
+
+pytestmark = pytest.mark.platform
+
+
+async def open_call(platform, caller_id="tester", rate=16000, **extra) -> CallClient:
+    client = CallClient(platform["ws"], caller_id, rate, **extra)
+    await client.connect()
+    return client
+
+
+async def wait_greeting_done(client: CallClient):
+    await client.silence_until(lambda: any(e["type"] == "agent.state" and e["state"] == "listening" for e in client.events), 60)
+
+
+def stored(platform, session_id):
+    from deployments.session.store import SessionStore
+
+    return SessionStore(platform["store"]).load(session_id)
+
+
+async def test_two_spoken_turns(platform, speak, output_dir):
+    from deployments.audio import write_wav
+
+    client = await open_call(platform, "two-turns")
+    started = client.session
+    assert started["protocol"] == 1 and started["input_sample_rate"] == started["output_sample_rate"] == 16000
+    await wait_greeting_done(client)
+    greeting_audio = len(client.audio)
+    assert greeting_audio / 32000 > 1.5, "greeting audio missing"
+    assert [e["text"] for e in client.of_type("agent.text")] == ["Hello, thanks for calling.", "How can I help you today?"]
+
+    said = ["What are your opening hours?", "I want to check the status of my order."]
+    reports = [await speak_turn(client, speak(text), timeout=60) for text in said]
+    for text, report in zip(said, reports):
+        assert word_error_rate(text, report.transcript) <= 0.2, report.transcript
+        assert report.agent_text, "no agent.text for the turn"
+        assert report.first_audio is not None, "no agent audio after the turn"
+        assert {"eos_to_transcript_ms", "dialogue_first_sentence_ms", "tts_first_audio_ms", "eos_to_first_audio_ms"} <= set(report.metrics)
+    assert "opening hours" in " ".join(reports[0].agent_text)
+    assert "order" in " ".join(reports[1].agent_text)
+    assert len(client.audio) - greeting_audio > 32000 * 3
+    # the whole exchange shows up as state changes, in order
+    states = [e["state"] for e in client.of_type("agent.state")]
+    assert states[:3] == ["speaking", "listening", "thinking"] and states[-1] == "listening"
+    assert [e["state"] for e in client.of_type("user.state")][:2] == ["speaking", "silent"]
+    assert [e["turn_id"] for e in client.of_type("transcript")] == [1, 2]
+
+    await client.hangup()
+    assert client.close_code == 1000 and client.of_type("session.ended")[-1]["reason"] == "hangup"
+    write_wav(output_dir / "agent.wav", bytes(client.audio), 16000)
+
+
+async def test_three_concurrent_calls_stay_isolated(platform, speak):
+    lines = {
+        "caller-hours": ("What are your opening hours?", "opening hours"),
+        "caller-order": ("Where is my order?", "order"),
+        "caller-return": ("I want to return an item.", "return"),
+    }
+
+    async def one(caller_id, text):
+        client = await open_call(platform, caller_id)
+        await wait_greeting_done(client)
+        report = await speak_turn(client, speak(text), timeout=90)
+        await client.hangup()
+        return client, report
+
+    results = await asyncio.gather(*(one(cid, text) for cid, (text, _) in lines.items()))
+    sessions = {c.session["session_id"] for c, _ in results}
+    assert len(sessions) == 3
+    for (cid, (text, topic)), (client, report) in zip(lines.items(), results):
+        assert word_error_rate(text, report.transcript) <= 0.25, (cid, report.transcript)
+        reply = " ".join(report.agent_text).lower()
+        assert topic in reply, (cid, reply)
+        others = [t for c, (t, _) in lines.items() if c != cid]
+        for other in others:  # nobody hears another caller's words
+            assert normalize(other) not in normalize(" ".join(e.get("text", "") for e in client.events))
+        state = stored(platform, client.session["session_id"])
+        assert state.caller_id == cid and len(state.turns) == 2
+
+
+async def test_typed_turn_and_hangup_leave_state_in_store_and_no_actor(platform):
+    import ray
+
+    def actor_state(actor_id):  # straight from the GCS: tests run Ray without the dashboard
+        return ray._private.state.actors(actor_id=actor_id)["State"]
+
+    client = await open_call(platform, "typed-caller")
+    sid = client.session["session_id"]
+    await wait_greeting_done(client)
+    mark = len(client.events)
+    await client.send_json({"type": "text", "text": "when are you open on saturday"})
+    await client.wait_for(lambda: client.agent_idle_since(mark), 60)
+    transcript = client.of_type("transcript")[-1]
+    assert transcript == {**transcript, "text": "when are you open on saturday", "final": True, "turn_id": 1}
+    assert any("Saturday" in e["text"] for e in client.of_type("agent.text"))
+
+    live = stored(platform, sid)
+    assert live.status.value == "active" and len(live.turns) == 2  # checkpointed after the turn
+    actor_id = live.actor_id
+    assert actor_state(actor_id) == "ALIVE"
+
+    await client.hangup()
+    state = stored(platform, sid)
+    assert state.status.value == "ended" and state.end_reason == "hangup"
+    assert state.turns[1].transcript == "when are you open on saturday" and state.turns[1].reply
+    for _ in range(50):
+        if actor_state(actor_id) == "DEAD":
+            break
+        await asyncio.sleep(0.2)
+    assert actor_state(actor_id) == "DEAD"
+
+
+async def test_caller_at_48k_is_resampled_both_ways(platform, speak):
+    client = await open_call(platform, "hifi", rate=48000)
+    assert client.session["output_sample_rate"] == 48000
+    await wait_greeting_done(client)
+    report = await speak_turn(client, speak("What are your opening hours?", 48000), timeout=60)
+    assert word_error_rate("What are your opening hours?", report.transcript) <= 0.2, report.transcript
+    first_turn_audio_s = len(client.audio) / 2 / 48000
+    assert first_turn_audio_s > 5  # greeting + answer, at 48 kHz
+    await client.hangup()
+
+
+async def test_goodbye_ends_the_call_from_the_agent_side(platform):
+    client = await open_call(platform, "leaver")
+    await wait_greeting_done(client)
+    await client.send_json({"type": "text", "text": "that's everything, goodbye"})
+    await client.wait_for(lambda: client.closed, 60)
+    assert client.close_code == 1000
+    assert client.of_type("session.ended")[-1]["reason"] == "agent_hangup"
+    assert "Goodbye" in client.of_type("agent.text")[-1]["text"]
+
+
+async def test_health_and_ready(platform):
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(platform["http"] + "/health") as r:
+        assert json.loads(r.read()) == {"status": "ok"}
+    with urllib.request.urlopen(platform["http"] + "/ready") as r:
+        body = json.loads(r.read())
+    assert body["ready"] is True and body["capacity"] == 5
+    assert body["remaining_capacity"] == body["capacity"] - body["active_calls"]

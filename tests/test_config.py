@@ -1,0 +1,53 @@
+import pytest
+
+from serve_app.config import ConfigError, load_settings
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    for k in ("DEEPGRAM_API_KEY", "OPENAI_API_KEY", "VOICE_DEEPGRAM_API_KEY", "VOICE_OPENAI_API_KEY"):
+        monkeypatch.delenv(k, raising=False)
+
+
+def test_defaults_are_the_offline_stack_and_the_seed_thresholds():
+    s = load_settings()
+    assert (s.asr_provider, s.tts_provider, s.dialogue_provider) == ("whisper", "piper", "local")
+    assert s.confidence_threshold == 0.6 and s.max_consecutive_failures == 3
+    assert s.turn_timeout_ms == 5000 and s.max_turns == 50 and s.session_ttl_s == 1800
+    assert s.breaker_failure_threshold == 5 and s.breaker_recovery_s == 30
+    assert s.http_host == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    "env, var",
+    [
+        ({"VOICE_ASR_PROVIDER": "deepgram"}, "VOICE_DEEPGRAM_API_KEY"),
+        ({"VOICE_TTS_PROVIDER": "openai"}, "VOICE_OPENAI_API_KEY"),
+        ({"VOICE_DIALOGUE_PROVIDER": "openai", "OPENAI_API_KEY": " "}, "VOICE_OPENAI_API_KEY"),
+    ],
+)
+def test_cloud_provider_without_key_fails_naming_the_variable(monkeypatch, env, var):
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(ConfigError, match=var):
+        load_settings()
+
+
+def test_provider_keys_accept_the_usual_names(monkeypatch):
+    monkeypatch.setenv("VOICE_TTS_PROVIDER", "openai")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    assert load_settings().openai_api_key.get_secret_value() == "sk-test"
+
+
+def test_bad_values_name_the_variable(monkeypatch):
+    monkeypatch.setenv("VOICE_ASR_PROVIDER", "whisperx")
+    monkeypatch.setenv("VOICE_CONFIDENCE_THRESHOLD", "2")
+    with pytest.raises(ConfigError) as exc:
+        load_settings()
+    assert "VOICE_ASR_PROVIDER" in str(exc.value) and "VOICE_CONFIDENCE_THRESHOLD" in str(exc.value)
+
+
+def test_dotenv_file_is_read(tmp_path, monkeypatch):
+    (tmp_path / ".env").write_text("VOICE_MAX_TURNS=7\n")
+    assert load_settings().max_turns == 7

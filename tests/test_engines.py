@@ -1,0 +1,139 @@
+"""The pure engines with the real offline models: Whisper, piper, MiniLM, the session store."""
+
+import asyncio
+
+import pytest
+
+from deployments.dialogue.text import normalize, split_sentences
+from tests.conftest import noise, silence
+
+
+def word_error_rate(ref: str, hyp: str) -> float:
+    r, h = normalize(ref).split(), normalize(hyp).split()
+    d = list(range(len(h) + 1))
+    for i, rw in enumerate(r, 1):
+        prev, d[0] = d[0], i
+        for j, hw in enumerate(h, 1):
+            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (rw != hw))
+    return d[len(h)] / max(1, len(r))
+
+
+@pytest.fixture(scope="module")
+def whisper():
+    from deployments.asr.engine import WhisperEngine
+
+    return WhisperEngine(cpu_threads=2)
+
+
+@pytest.mark.parametrize("text", ["What are your opening hours?", "I want to check the status of my order."])
+def test_whisper_transcribes_speech(whisper, speak, text):
+    result = whisper.transcribe(silence(0.3) + speak(text) + silence(0.5))
+    assert word_error_rate(text, result.text) <= 0.2, result.text
+    assert 0.5 < result.confidence <= 1.0
+
+
+def test_whisper_on_silence_and_noise_says_nothing(whisper):
+    assert whisper.transcribe(silence(1.0)).text == ""
+    assert whisper.transcribe(b"\x00\x00" * 100).text == ""  # too short to be speech
+    assert len(whisper.transcribe(noise(1.5, amplitude=0.005)).text.split()) <= 2
+
+
+def test_whisper_runs_on_cpu_here(whisper):
+    assert (whisper.device, whisper.compute_type) == ("cpu", "int8")
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 48000])
+def test_piper_speaks_at_the_requested_rate(piper, rate):
+    chunks = list(piper.synthesize("Hello there. How are you today?", rate))
+    assert len(chunks) == 2  # one per sentence, so the first can play while the second is made
+    seconds = sum(len(c) for c in chunks) / 2 / rate
+    assert 1.0 < seconds < 5.0
+
+
+def test_sentence_split():
+    assert split_sentences("Hi. How are you? Fine!  ") == ["Hi.", "How are you?", "Fine!"]
+    assert split_sentences("Version 2.5 is out. Yes.") == ["Version 2.5 is out.", "Yes."]
+
+
+@pytest.fixture(scope="module")
+def dialogue():
+    from deployments.dialogue.engine import LocalDialogueEngine
+    from deployments.embeddings.engine import Embedder
+
+    embedder = Embedder()
+
+    async def embed_many(texts):
+        return embedder.embed(texts)
+
+    return LocalDialogueEngine(embed_many)
+
+
+@pytest.mark.parametrize(
+    "text, intent",
+    [
+        ("where is my package, it still hasn't come", "order_status"),
+        ("can you tell me when you close today", "hours"),
+        ("I'd like my money back for these shoes", "returns"),
+        ("put me through to a real human being", "human"),
+        ("ok bye now", "goodbye"),
+    ],
+)
+def test_local_dialogue_routes_paraphrases(dialogue, text, intent):
+    plan = asyncio.run(dialogue.plan(text))
+    assert plan.intent == intent, plan
+    assert plan.sentences and all(s[-1] in ".?!" for s in plan.sentences)
+    assert plan.end_call == (intent == "goodbye")
+
+
+def test_local_dialogue_shows_it_heard_an_unknown_request(dialogue):
+    plan = asyncio.run(dialogue.plan("my cat painted the fence purple"))
+    assert plan.intent == "unknown"
+    assert "my cat painted the fence purple" in plan.sentences[0]
+
+
+def test_embeddings_are_unit_vectors_and_similar_for_paraphrases():
+    from deployments.embeddings.engine import Embedder
+
+    a, b, c = Embedder().embed(["where is my order", "has my parcel shipped", "what a lovely day"])
+    dot = lambda x, y: sum(i * j for i, j in zip(x, y))
+    assert abs(dot(a, a) - 1) < 1e-3 and len(a) == 384
+    assert dot(a, b) > dot(a, c) + 0.2
+
+
+def test_session_engine_checkpoints_every_turn_masked(tmp_path):
+    from deployments.session.engine import MAX_TURNS_GOODBYE, SessionEngine
+    from deployments.session.store import SessionStore
+    from models.state import SessionStatus
+
+    store = SessionStore(tmp_path / "s.db")
+    engine = SessionEngine(store, max_turns=2)
+    engine.start("sid", "caller-1", "en-US", "actor-x")
+    turn = engine.begin_turn("my card is 4111 1111 1111 1111, email me at a@b.com", "speech", 0.9)
+    engine.add_sentence(turn, "Got it.")
+    engine.finish_turn(turn.turn_id, {"asr_ms": 12.0})
+    saved = store.load("sid")
+    assert saved.turns[0].transcript == "my card is [CARD], email me at [EMAIL]"
+    assert saved.turns[0].metrics == {"asr_ms": 12.0} and saved.actor_id == "actor-x"
+    engine.begin_turn("two", "text")
+    assert not engine.over_turn_limit
+    engine.begin_turn("three", "text")
+    assert engine.over_turn_limit and MAX_TURNS_GOODBYE
+    engine.close("hangup")
+    final = SessionStore(tmp_path / "s.db").load("sid")  # a second process sees it
+    assert final.status == SessionStatus.ENDED and final.end_reason == "hangup" and final.ended_at_ms
+    assert [e.kind for e in final.events] == ["session.started", "session.ended"]
+
+
+@pytest.mark.parametrize(
+    "text, masked",
+    [
+        ("call me on 415-555-0132", "call me on [PHONE]"),
+        ("ssn 123-45-6789", "ssn [SSN]"),
+        ("card 5500 0000 0000 0004 thanks", "card [CARD] thanks"),
+        ("order 12345 please", "order 12345 please"),
+    ],
+)
+def test_pii_masking(text, masked):
+    from serve_app.pii import mask_pii
+
+    assert mask_pii(text) == masked
