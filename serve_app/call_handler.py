@@ -93,6 +93,7 @@ class CallHandler:
         self._agent_state = None
         self._user_state = "silent"
         self.turns_done = 0
+        self.finalized = False
 
     # --- lifecycle ---------------------------------------------------------
 
@@ -112,10 +113,20 @@ class CallHandler:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+        await self.checkpoint_final(reason)  # the store is final before the caller hears session.ended
         if close_code is not None:
             await self._send_text(event("session.ended", reason=reason))
             await self._close(close_code, reason)
         return reason
+
+    async def checkpoint_final(self, reason: str) -> None:
+        if self.finalized:
+            return
+        try:
+            await self.actor.close.remote(reason)
+            self.finalized = True
+        except Exception:
+            log.exception("call %s: final checkpoint failed", self.session_id)
 
     def finish(self, reason: str, close_code: int | None = CloseCode.NORMAL) -> None:
         if not self._ended.done():

@@ -43,13 +43,14 @@ def _metrics():
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=100)
 @serve.ingress(api)
 class Gateway:
-    def __init__(self, asr: DeploymentHandle, tts: DeploymentHandle, dialogue: DeploymentHandle):
+    async def __init__(self, asr: DeploymentHandle, tts: DeploymentHandle, dialogue: DeploymentHandle):
         self._settings = get_settings()
         self._asr, self._tts, self._dialogue = asr, tts, dialogue
         self._vad = SileroVAD()
         self._metrics = _metrics()
         actor_opts = {"num_cpus": self._settings.session_actor_num_cpus}
         self._pool = SessionPool(lambda: SessionActor.options(**actor_opts).remote(), self._settings.warm_sessions, self._settings.max_calls_per_replica)
+        self._pool.start()  # pre-start session actors now, not on the first call
 
     @api.get("/health")
     async def health(self) -> dict:
@@ -57,7 +58,6 @@ class Gateway:
 
     @api.get("/ready")
     async def ready(self):
-        self._pool.start()
         body = {
             "ready": self._pool.remaining > 0,
             "active_calls": self._pool.active,
@@ -69,7 +69,6 @@ class Gateway:
 
     @api.websocket("/ws/call")
     async def call(self, ws: WebSocket) -> None:
-        self._pool.start()
         try:
             params = parse_connect(dict(ws.query_params))
         except ProtocolError as exc:
@@ -86,7 +85,7 @@ class Gateway:
             await ws.close(code=CloseCode.AT_CAPACITY, reason="at capacity")
             return
         session_id = uuid.uuid4().hex
-        reason = "server_error"
+        reason, handler = "server_error", None
         self._metrics["active"].set(self._pool.active)
         try:
             await actor.start.remote(session_id, params.caller_id, params.locale, self._dialogue)
@@ -101,10 +100,13 @@ class Gateway:
             except Exception:
                 pass
         finally:
-            try:
-                await actor.close.remote(reason)
-            except Exception:
-                log.exception("call %s: final checkpoint failed", session_id)
+            if handler is not None:
+                await handler.checkpoint_final(reason)  # a no-op when run() already did it
+            else:
+                try:
+                    await actor.close.remote(reason)
+                except Exception:
+                    log.exception("call %s: final checkpoint failed", session_id)
             self._pool.release(actor)
             self._metrics["active"].set(self._pool.active)
             self._metrics["calls"].inc(tags={"reason": reason})

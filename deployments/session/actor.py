@@ -1,6 +1,8 @@
 """The session actor: one per call, holding its state and running its turns.
 
-It imports nothing heavy (no numpy, no torch): a process per call must stay cheap.
+It imports nothing heavy of its own (no torch, no models): a process per call must stay
+cheap. Ray Serve's handle module (which brings numpy and FastAPI, about 30 MB) is the one
+large import, needed to call the Dialogue deployment.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ log = logging.getLogger(__name__)
 @ray.remote
 class SessionActor:
     def __init__(self):
+        import ray.serve.handle  # noqa: F401  the Dialogue handle needs it: load it while pooled, not on the call
+
         settings = get_settings()
         self._engine = SessionEngine(SessionStore(settings.store_path), settings.max_turns)
         self._dialogue = None
