@@ -34,6 +34,7 @@ from serve_app.pii import mask_pii
 log = logging.getLogger(__name__)
 
 VAD_RATE = 16000
+AUDIO_AHEAD_ALLOWANCE_S = 10.0  # how far caller audio may run ahead of the wall clock (bursty networks)
 SORRY_ASR = "Sorry, I couldn't hear that clearly. Could you say it again?"
 SORRY_DIALOGUE = "Sorry, something went wrong on my side. Could you say that again?"
 
@@ -87,6 +88,8 @@ class CallHandler:
         self._turns: asyncio.Queue[TurnInput] = asyncio.Queue(maxsize=8)
         self._text_bucket = TokenBucket(settings.text_rate_per_s, settings.text_burst)
         self._dropped = 0
+        self._audio_s = 0.0  # caller audio received, to refuse audio far faster than real time
+        self._audio_clock: float | None = None
         self._send_lock = asyncio.Lock()
         self._ended: asyncio.Future = asyncio.get_running_loop().create_future()
         self._closed = False
@@ -211,6 +214,7 @@ class CallHandler:
 
     async def _on_audio(self, frame: bytes) -> None:
         check_audio_frame(frame)
+        self._check_audio_rate(len(frame) / 2 / self.params.sample_rate)
         for ev in self._endpointer.feed(self._resampler.process(frame)):
             if isinstance(ev, SpeechStarted):
                 await self._user("speaking")
@@ -220,12 +224,24 @@ class CallHandler:
                 eos_at = now - ev.trailing_silence_ms / 1000
                 self._enqueue(TurnInput("speech", eos_at=eos_at, endpoint_ms=ev.trailing_silence_ms, audio=ev.audio))
 
+    def _check_audio_rate(self, seconds: float) -> None:
+        """A microphone sends audio at real time; allow jitter, refuse a flood."""
+        now = time.monotonic()
+        if self._audio_clock is None:
+            self._audio_clock = now
+        if self._audio_s + seconds > (now - self._audio_clock) + AUDIO_AHEAD_ALLOWANCE_S:
+            self._drop("audio_too_fast", f"audio is arriving faster than real time (over {AUDIO_AHEAD_ALLOWANCE_S:g} s ahead); this frame was dropped")
+        self._audio_s += seconds
+
+    def _drop(self, code: str, message: str) -> None:
+        self._dropped += 1
+        if self._dropped > self._settings.max_dropped_messages:
+            raise ProtocolError("flooding", "too many frames over the rate limit", CloseCode.POLICY)
+        raise ProtocolError(code, message)
+
     async def _on_text(self, raw: str) -> None:
         if not self._text_bucket.take():
-            self._dropped += 1
-            if self._dropped > self._settings.max_dropped_messages:
-                raise ProtocolError("flooding", "too many messages over the rate limit", CloseCode.POLICY)
-            raise ProtocolError("rate_limited", f"more than {self._settings.text_rate_per_s:g} text messages a second; this one was not processed")
+            self._drop("rate_limited", f"more than {self._settings.text_rate_per_s:g} text messages a second; this one was not processed")
         msg = parse_client_text(raw)
         if isinstance(msg, HangupMessage):
             self.finish("hangup")

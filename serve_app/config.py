@@ -86,6 +86,21 @@ class Settings(BaseSettings):
         return self
 
 
+# Cloud adapters not wired into the call path yet; choosing one must not silently fall back.
+NOT_YET_AVAILABLE = {
+    ("asr_provider", "deepgram"): "Deepgram streaming ASR arrives with issue #4",
+    ("tts_provider", "openai"): "OpenAI TTS arrives with issue #4",
+    ("dialogue_provider", "openai"): "the OpenAI-compatible dialogue engine arrives with issue #3",
+}
+
+
+def check_providers_available(settings: Settings) -> None:
+    """Refuse, at start-up, a provider whose adapter this release does not have."""
+    for (field, value), why in NOT_YET_AVAILABLE.items():
+        if getattr(settings, field) == value:
+            raise ConfigError(f"VOICE_{field.upper()}={value} is not available in this release ({why}); unset it to use the offline default")
+
+
 def load_settings() -> Settings:
     """Build settings or raise ConfigError with one readable line per problem."""
     try:

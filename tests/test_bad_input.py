@@ -114,3 +114,13 @@ async def test_full_replica_refuses_with_1013_and_frees_up_after(platform):
     retry = await open_call(platform, "after-the-rush")
     assert retry.session
     await retry.hangup()
+
+
+async def test_audio_far_faster_than_real_time_is_dropped_with_an_error(call):
+    chunk = bytes(32000)  # 1 s of 16 kHz audio per frame
+    for _ in range(14):  # 14 s of audio in well under a second
+        await call.send_bytes(chunk)
+    err = await call.wait_event("error", timeout=15, code="audio_too_fast")
+    assert "real time" in err["message"]
+    assert not call.closed
+    assert await typed_turn_works(call)

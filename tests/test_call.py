@@ -152,3 +152,25 @@ async def test_health_and_ready(platform):
         body = json.loads(r.read())
     assert body["ready"] is True and body["capacity"] == 5
     assert body["remaining_capacity"] == body["capacity"] - body["active_calls"]
+
+
+async def test_abrupt_disconnect_still_checkpoints_and_frees_the_actor(platform):
+    import json
+    import urllib.request
+
+    client = await open_call(platform, "vanishing")
+    sid = client.session["session_id"]
+    await wait_greeting_done(client)
+    await client.send_json({"type": "text", "text": "where is my order"})
+    await client.wait_for(lambda: any(e["type"] == "agent.text" and e["turn_id"] == 1 for e in client.events), 60)
+    await client.close()  # no hangup: the network just goes away mid-reply
+
+    for _ in range(100):
+        state = stored(platform, sid)
+        if state.status.value == "ended":
+            break
+        await asyncio.sleep(0.1)
+    assert state.status.value == "ended" and state.end_reason == "caller_disconnected"
+    assert state.turns[1].transcript == "where is my order"
+    with urllib.request.urlopen(platform["http"] + "/ready") as r:
+        assert json.loads(r.read())["active_calls"] == 0

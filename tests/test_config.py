@@ -51,3 +51,21 @@ def test_bad_values_name_the_variable(monkeypatch):
 def test_dotenv_file_is_read(tmp_path, monkeypatch):
     (tmp_path / ".env").write_text("VOICE_MAX_TURNS=7\n")
     assert load_settings().max_turns == 7
+
+
+def test_a_provider_without_its_adapter_is_refused_not_silently_replaced(monkeypatch):
+    from serve_app.config import check_providers_available
+
+    monkeypatch.setenv("VOICE_TTS_PROVIDER", "openai")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    with pytest.raises(ConfigError, match="VOICE_TTS_PROVIDER=openai is not available"):
+        check_providers_available(load_settings())
+    check_providers_available(load_settings().model_copy(update={"tts_provider": "piper"}))
+
+
+def test_cli_up_fails_fast_naming_the_variable(monkeypatch, capsys):
+    from serve_app.cli import main
+
+    monkeypatch.setenv("VOICE_ASR_PROVIDER", "deepgram")
+    assert main(["up"]) == 2
+    assert "VOICE_DEEPGRAM_API_KEY" in capsys.readouterr().err

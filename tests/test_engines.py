@@ -137,3 +137,11 @@ def test_pii_masking(text, masked):
     from serve_app.pii import mask_pii
 
     assert mask_pii(text) == masked
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [("Where's my order?", "where is my order"), ("I'd like it, don't you?", "i would like it do not you"), ("Let's go", "let us go")],
+)
+def test_normalize_spells_out_contractions(a, b):
+    assert normalize(a) == normalize(b) == b

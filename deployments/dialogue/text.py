@@ -12,6 +12,16 @@ def split_sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE_END.split(text.strip()) if s.strip()]
 
 
+_CONTRACTIONS = {
+    "n't": " not", "'re": " are", "'ll": " will", "'ve": " have", "'m": " am", "'d": " would",
+}
+_IS = re.compile(r"\b(where|what|who|how|it|that|there|here|he|she|let)'s\b")
+
+
 def normalize(text: str) -> str:
-    """Lowercase words only: for comparing what was said with what was heard."""
-    return " ".join(re.findall(r"[a-z0-9']+", text.lower()))
+    """Lowercase words, contractions spelled out: for comparing what was said with what was heard."""
+    text = text.lower().replace("’", "'").replace("won't", "will not").replace("can't", "cannot")
+    text = _IS.sub(lambda m: m.group(1) + (" us" if m.group(1) == "let" else " is"), text)
+    for short, full in _CONTRACTIONS.items():
+        text = text.replace(short, full)
+    return " ".join(re.findall(r"[a-z0-9']+", text))
