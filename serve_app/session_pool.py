@@ -44,7 +44,7 @@ class SessionPool:
         return actor
 
     async def _refill(self) -> None:
-        while len(self._warm) < self._warm_target and self.active + len(self._warm) < self.max_active + self._warm_target:
+        while len(self._warm) < self._warm_target:
             try:
                 self._warm.append(await self._spawn())
             except Exception:
