@@ -141,18 +141,3 @@ def session_started(session_id: str, input_rate: int, output_rate: int) -> str:
 
 def error_event(code: str, message: str) -> str:
     return event("error", code=code, message=message)
-
-
-ServerEventTypes = (
-    "session.started",
-    "transcript",
-    "agent.text",
-    "agent.state",
-    "user.state",
-    "audio.clear",
-    "turn.metrics",
-    "escalation",
-    "error",
-    "session.ended",
-)
-

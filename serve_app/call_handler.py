@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import AsyncIterator, Awaitable, Callable
 
 from deployments.audio import StreamResampler
 from deployments.vad.engine import Endpointer, SpeechEnded, SpeechStarted, VADStream
@@ -95,7 +95,6 @@ class CallHandler:
         self._closed = False
         self._agent_state = None
         self._user_state = "silent"
-        self.turns_done = 0
         self.finalized = False
 
     # --- lifecycle ---------------------------------------------------------
@@ -262,7 +261,6 @@ class CallHandler:
         while True:
             turn = await self._turns.get()
             await self._run_turn(turn)
-            self.turns_done += 1
 
     async def _run_turn(self, turn: TurnInput) -> None:
         await self._agent("thinking")

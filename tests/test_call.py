@@ -1,13 +1,11 @@
 """End-to-end calls through the real platform: Serve ingress, session actors, offline models."""
 
 import asyncio
-import sqlite3
 
 import pytest
 
 from deployments.dialogue.text import normalize
 from serve_app.call import CallClient, speak_turn
-from tests.conftest import silence
 from tests.test_engines import word_error_rate
 
 pytestmark = pytest.mark.platform

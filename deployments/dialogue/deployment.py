@@ -14,7 +14,7 @@ from serve_app.config import get_settings
 @serve.deployment(ray_actor_options={"num_cpus": 0.1})
 class Dialogue:
     async def __init__(self, embeddings: DeploymentHandle):
-        self._settings = get_settings()
+        get_settings()  # fail fast on bad configuration
         self._embeddings = embeddings
         self._engine = LocalDialogueEngine(self._embed_many)
         await self._engine.warm_up()  # embed the intent examples before the first caller waits

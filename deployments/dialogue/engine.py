@@ -7,7 +7,7 @@ so the gateway can start speaking the first sentence before the rest exists.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import AsyncIterator, Awaitable, Callable
 
 from deployments.dialogue.text import split_sentences
@@ -72,7 +72,6 @@ class ReplyPlan:
     score: float
     sentences: list[str]
     end_call: bool = False
-    extras: dict = field(default_factory=dict)
 
 
 def _dot(a: list[float], b: list[float]) -> float:
