@@ -172,3 +172,24 @@ async def test_abrupt_disconnect_still_checkpoints_and_frees_the_actor(platform)
     assert state.turns[1].transcript == "where is my order"
     with urllib.request.urlopen(platform["http"] + "/ready") as r:
         assert json.loads(r.read())["active_calls"] == 0
+
+
+async def test_breaker_actor_is_shared_by_every_session(platform):
+    """Two sessions' clients see one breaker: failures from both open it once for all."""
+    from deployments.tools.breaker_actor import BreakerClient, breaker_actor
+
+    a = BreakerClient(breaker_actor(3, 60), ttl_s=0)
+    b = BreakerClient(breaker_actor(3, 60), ttl_s=0)
+    tool = "orders_backend_test"
+    await a.record(tool, False)
+    await b.record(tool, False)
+    assert await a.allow(tool) and await b.allow(tool)
+    await a.record(tool, False)
+    assert not await b.allow(tool)  # opened by a's third failure, seen by b
+    states = await breaker_actor(3, 60).states.remote()
+    assert states[tool]["state"] == "open"
+
+    cached = BreakerClient(breaker_actor(3, 60), ttl_s=60)
+    for _ in range(20):
+        await cached.allow("healthy_tool")
+    assert cached.round_trips == 1  # closed breakers cost no round trip per call

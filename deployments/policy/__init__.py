@@ -1,0 +1,1 @@
+"""Policy: the ordered checks that run before the dialogue engine, and slot parsing."""

@@ -1,0 +1,75 @@
+"""One named Ray actor holds every tool's breaker for the whole cluster.
+
+Callers keep a copy of all breakers' states for `ttl_s`: while a tool's breaker is closed
+they call it with no round trip; only an open or half-open breaker is asked each time.
+"""
+
+from __future__ import annotations
+
+import time
+
+import ray
+
+from deployments.tools.breaker import CLOSED, CircuitBreaker
+
+ACTOR_NAME = "tool_breakers"
+NAMESPACE = "voice"
+
+
+@ray.remote(num_cpus=0, max_restarts=-1)
+class BreakerActor:
+    def __init__(self, failure_threshold: int, recovery_s: float):
+        self._threshold, self._recovery = failure_threshold, recovery_s
+        self._breakers: dict[str, CircuitBreaker] = {}
+
+    def _get(self, tool: str) -> CircuitBreaker:
+        if tool not in self._breakers:
+            self._breakers[tool] = CircuitBreaker(self._threshold, self._recovery)
+        return self._breakers[tool]
+
+    def allow(self, tool: str) -> bool:
+        return self._get(tool).allow()
+
+    def record(self, tool: str, ok: bool) -> dict:
+        breaker = self._get(tool)
+        breaker.record(ok)
+        return breaker.snapshot()
+
+    def states(self) -> dict[str, dict]:
+        return {tool: b.snapshot() for tool, b in self._breakers.items()}
+
+
+def breaker_actor(failure_threshold: int, recovery_s: float):
+    """The cluster's breaker actor, created by whoever asks first."""
+    return BreakerActor.options(name=ACTOR_NAME, namespace=NAMESPACE, get_if_exists=True, lifetime="detached").remote(
+        failure_threshold, recovery_s
+    )
+
+
+class BreakerClient:
+    def __init__(self, actor, ttl_s: float = 1.0, clock=time.monotonic):
+        self._actor, self._ttl, self._clock = actor, ttl_s, clock
+        self._states: dict[str, dict] = {}
+        self._fetched_at = float("-inf")
+        self.round_trips = 0
+
+    async def _snapshot(self, tool: str) -> dict | None:
+        if self._clock() - self._fetched_at > self._ttl:
+            self._states = await self._actor.states.remote()
+            self._fetched_at = self._clock()
+            self.round_trips += 1
+        return self._states.get(tool)
+
+    async def allow(self, tool: str) -> bool:
+        snap = await self._snapshot(tool)
+        if snap is None or snap["state"] == CLOSED:
+            return True
+        self.round_trips += 1
+        return await self._actor.allow.remote(tool)
+
+    async def record(self, tool: str, ok: bool) -> None:
+        snap = self._states.get(tool)
+        if ok and (snap is None or (snap["state"] == CLOSED and snap["failures"] == 0)):
+            return  # nothing to reset: skip the round trip
+        self.round_trips += 1
+        self._states[tool] = await self._actor.record.remote(tool, ok)

@@ -1,0 +1,84 @@
+"""Calls tools safely: a deadline per call, retries with backoff only for idempotent tools,
+the shared circuit breaker, a fallback reply, and an audit record for every call."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Protocol
+
+from models.state import ToolResult
+
+log = logging.getLogger(__name__)
+
+
+class Breaker(Protocol):
+    async def allow(self, tool: str) -> bool: ...
+    async def record(self, tool: str, ok: bool) -> None: ...
+
+
+class Audit(Protocol):
+    def record(self, session_id: str, kind: str, name: str, outcome: str, latency_ms: float, detail: dict) -> None: ...
+
+
+@dataclass
+class ToolSpec:
+    name: str
+    fn: Callable[..., Awaitable[dict]]
+    idempotent: bool
+    deadline_s: float = 2.0
+    retries: int = 2  # extra attempts, idempotent tools only
+    backoff_s: float = 0.1
+    fallback: str = "I can't reach that system right now."
+
+
+class ToolError(Exception):
+    """A tool's own 'no': not found, not allowed. Not retried, not a breaker failure."""
+
+
+class ToolRouter:
+    def __init__(self, tools: list[ToolSpec], breaker: Breaker, audit: Audit | None = None):
+        self._tools = {t.name: t for t in tools}
+        self._breaker = breaker
+        self._audit = audit
+
+    def spec(self, name: str) -> ToolSpec:
+        return self._tools[name]
+
+    async def call(self, name: str, args: dict[str, Any], session_id: str = "") -> ToolResult:
+        spec = self._tools.get(name)
+        if spec is None:
+            return ToolResult(tool=name, ok=False, error="unknown_tool")
+        started = time.monotonic()
+        if not await self._breaker.allow(name):
+            return self._done(session_id, spec, ToolResult(tool=name, ok=False, error="circuit_open", attempts=0), started)
+        attempts = 1 + (spec.retries if spec.idempotent else 0)
+        error = "failed"
+        for attempt in range(1, attempts + 1):
+            try:
+                output = await asyncio.wait_for(spec.fn(**args), spec.deadline_s)
+                await self._breaker.record(name, True)
+                return self._done(session_id, spec, ToolResult(tool=name, ok=True, output=output, attempts=attempt), started)
+            except ToolError as exc:
+                await self._breaker.record(name, True)  # the backend answered
+                return self._done(session_id, spec, ToolResult(tool=name, ok=False, error=str(exc), attempts=attempt), started)
+            except asyncio.TimeoutError:
+                error = "deadline_exceeded"
+            except Exception as exc:  # the backend failed
+                error = f"error: {type(exc).__name__}"
+            await self._breaker.record(name, False)
+            if attempt < attempts:
+                await asyncio.sleep(spec.backoff_s * 2 ** (attempt - 1))
+                if not await self._breaker.allow(name):
+                    error = "circuit_open"
+                    break
+        return self._done(session_id, spec, ToolResult(tool=name, ok=False, error=error, attempts=attempt), started)
+
+    def _done(self, session_id: str, spec: ToolSpec, result: ToolResult, started: float) -> ToolResult:
+        result.latency_ms = round((time.monotonic() - started) * 1000, 1)
+        if self._audit is not None:
+            outcome = "ok" if result.ok else result.error or "failed"
+            self._audit.record(session_id, "tool", spec.name, outcome, result.latency_ms, {"attempts": result.attempts})
+        return result

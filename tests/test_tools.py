@@ -1,0 +1,132 @@
+import asyncio
+
+import pytest
+
+from deployments.tools.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
+from deployments.tools.router import ToolError, ToolRouter, ToolSpec
+from deployments.tools.support_store import SupportStore
+
+
+class Clock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_breaker_state_machine():
+    clock = Clock()
+    b = CircuitBreaker(failure_threshold=3, recovery_s=30, clock=clock)
+    for _ in range(2):
+        assert b.allow()
+        b.record(False)
+    assert b.state == CLOSED
+    b.record(False)
+    assert b.state == OPEN and not b.allow()
+    clock.t = 29.9
+    assert not b.allow()
+    clock.t = 30
+    assert b.allow() and b.state == HALF_OPEN
+    assert not b.allow()  # one trial at a time
+    b.record(False)
+    assert b.state == OPEN and b.snapshot()["retry_in_s"] == 30
+    clock.t = 60
+    assert b.allow()
+    b.record(True)
+    assert b.state == CLOSED and b.failures == 0 and b.allow()
+
+
+class LocalBreaker:
+    def __init__(self, **kw):
+        self.b = CircuitBreaker(**kw)
+
+    async def allow(self, tool):
+        return self.b.allow()
+
+    async def record(self, tool, ok):
+        self.b.record(ok)
+
+
+class FlakyBackend:
+    def __init__(self, fail_times=0, hang=False, refuse=False):
+        self.calls, self.fail_times, self.hang, self.refuse = 0, fail_times, hang, refuse
+
+    async def __call__(self, **kw):
+        self.calls += 1
+        if self.hang:
+            await asyncio.sleep(10)
+        if self.refuse:
+            raise ToolError("not_found")
+        if self.calls <= self.fail_times:
+            raise ConnectionError("backend down")
+        return {"ok": True, **kw}
+
+
+@pytest.fixture
+def store(tmp_path):
+    return SupportStore(tmp_path / "support.db")
+
+
+async def test_idempotent_tool_is_retried_until_it_answers(store):
+    backend = FlakyBackend(fail_times=2)
+    router = ToolRouter([ToolSpec("lookup", backend, idempotent=True, retries=2, backoff_s=0.01)], LocalBreaker(), store)
+    result = await router.call("lookup", {"order_id": "1"}, "s1")
+    assert result.ok and result.attempts == 3 and backend.calls == 3
+    assert store.audit("s1")[0]["outcome"] == "ok"
+
+
+async def test_side_effecting_tool_is_never_retried(store):
+    backend = FlakyBackend(fail_times=1)
+    router = ToolRouter([ToolSpec("refund", backend, idempotent=False, retries=5, backoff_s=0.01)], LocalBreaker(), store)
+    result = await router.call("refund", {}, "s2")
+    assert not result.ok and backend.calls == 1 and result.error.startswith("error")
+
+
+async def test_deadline_cuts_a_hanging_tool(store):
+    router = ToolRouter([ToolSpec("slow", FlakyBackend(hang=True), idempotent=True, deadline_s=0.05, retries=1, backoff_s=0.01)], LocalBreaker(), store)
+    t0 = asyncio.get_running_loop().time()
+    result = await router.call("slow", {}, "s3")
+    assert result.error == "deadline_exceeded" and result.attempts == 2
+    assert asyncio.get_running_loop().time() - t0 < 1.0
+
+
+async def test_a_tool_saying_no_is_not_a_failure(store):
+    breaker = LocalBreaker(failure_threshold=1)
+    router = ToolRouter([ToolSpec("lookup", FlakyBackend(refuse=True), idempotent=True)], breaker, store)
+    result = await router.call("lookup", {}, "s4")
+    assert result.error == "not_found" and result.attempts == 1 and breaker.b.state == CLOSED
+
+
+async def test_open_breaker_short_circuits(store):
+    backend = FlakyBackend(fail_times=100)
+    breaker = LocalBreaker(failure_threshold=2, recovery_s=60)
+    router = ToolRouter([ToolSpec("lookup", backend, idempotent=True, retries=5, backoff_s=0.0)], breaker, store)
+    first = await router.call("lookup", {}, "s5")
+    assert first.error == "circuit_open" and backend.calls == 2
+    second = await router.call("lookup", {}, "s5")
+    assert second.error == "circuit_open" and second.attempts == 0 and backend.calls == 2
+    assert [a["outcome"] for a in store.audit("s5")] == ["circuit_open", "circuit_open"]
+
+
+def test_pins_are_hashed_and_checked(store, tmp_path):
+    import sqlite3
+
+    assert store.verify_pin("demo-alice", "1234")["name"] == "Alice"
+    assert store.verify_pin("demo-alice", "1235") is None
+    assert store.verify_pin("nobody", "1234") is None
+    raw = sqlite3.connect(tmp_path / "support.db").execute("SELECT pin_hash FROM customers").fetchall()
+    assert all(b"1234" not in r[0] and len(r[0]) == 32 for r in raw)
+
+
+def test_orders_are_only_the_customers_own(store):
+    alice = store.verify_pin("demo-alice", "1234")["customer_id"]
+    assert store.order(alice, "10042")["status"] == "shipped"
+    assert store.order(alice, "20077") is None  # Bob's
+    assert [o["order_id"] for o in store.orders(alice)] == ["10042", "10043"]
+
+
+def test_audit_is_masked(store):
+    store.record("s6", "escalation", "human", "caller said 4111 1111 1111 1111", 0.0, {"email": "a@b.com"})
+    row = store.audit("s6")[0]
+    assert "4111" not in row["outcome"] and "a@b.com" not in row["detail"]
