@@ -70,6 +70,10 @@ class SessionState(BaseModel):
     locale: str = "en-US"
     status: SessionStatus = SessionStatus.ACTIVE
     authenticated: bool = False
+    customer_id: str | None = None
+    customer_name: str | None = None
+    auth_failures: int = 0
+    auth_locked: bool = False
     consecutive_failures: int = 0
     turns: list[TurnState] = Field(default_factory=list)
     events: list[CallEvent] = Field(default_factory=list)

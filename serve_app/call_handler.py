@@ -282,6 +282,8 @@ class CallHandler:
         summary = await self._speak_stream(
             self.actor.run_turn.remote(text, turn.source, confidence), metrics=metrics, transcript=text, eos_at=turn.eos_at
         )
+        if summary and summary.get("escalate"):
+            await self._send_text(event("escalation", reason=summary["escalate"]))
         if summary and summary.get("end_call"):
             await self._pacer.drain()
             self.finish(summary.get("reason") or "agent_hangup")

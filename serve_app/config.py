@@ -13,6 +13,9 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
 class ConfigError(RuntimeError):
     """Raised at start-up with a message naming the variable to set."""
 
@@ -66,12 +69,24 @@ class Settings(BaseSettings):
     text_burst: int = Field(default=20, ge=1)
     max_dropped_messages: int = Field(default=100, ge=1)
 
-    # Storage and the local Ray cluster.
+    # Storage and the local Ray cluster. Relative paths are under the project root, so every
+    # Ray worker (whatever its working directory) finds the same files.
     store_path: Path = Path("data/sessions.db")
+    support_db_path: Path = Path("data/support.db")
+    kb_store_path: Path = Path("data/kb")
+    kb_docs_path: Path = Path("docs/kb")
     ray_num_cpus: float = Field(default=4, gt=0)
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     app_name: str = "voice"
+
+    @model_validator(mode="after")
+    def _paths_under_project_root(self) -> "Settings":
+        for name in ("store_path", "support_db_path", "kb_store_path", "kb_docs_path"):
+            value = getattr(self, name)
+            if not value.is_absolute():
+                setattr(self, name, PROJECT_ROOT / value)
+        return self
 
     @model_validator(mode="after")
     def _keys_for_cloud_providers(self) -> "Settings":

@@ -14,6 +14,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from deployments.session.actor import SessionActor
+from deployments.tools.breaker_actor import breaker_actor
 from deployments.vad.engine import SileroVAD
 from models.protocol import CloseCode, ProtocolError, event, parse_connect
 from serve_app.call_handler import CallHandler
@@ -66,6 +67,12 @@ class Gateway:
             "warm_sessions": self._pool.warm,
         }
         return JSONResponse(body, status_code=200 if body["ready"] else 503)
+
+    @api.get("/admin/breakers")
+    async def breakers(self) -> dict:
+        """Each tool's circuit breaker, as the cluster-wide breaker actor holds it."""
+        actor = breaker_actor(self._settings.breaker_failure_threshold, self._settings.breaker_recovery_s)
+        return {"breakers": await actor.states.remote()}
 
     @api.websocket("/ws/call")
     async def call(self, ws: WebSocket) -> None:

@@ -45,7 +45,7 @@ async def test_two_spoken_turns(platform, speak, output_dir):
         assert report.agent_text, "no agent.text for the turn"
         assert report.first_audio is not None, "no agent audio after the turn"
         assert {"eos_to_transcript_ms", "dialogue_first_sentence_ms", "tts_first_audio_ms", "eos_to_first_audio_ms"} <= set(report.metrics)
-    assert "opening hours" in " ".join(reports[0].agent_text)
+    assert "Monday to Friday" in " ".join(reports[0].agent_text)  # from the knowledge base
     assert "order" in " ".join(reports[1].agent_text)
     assert len(client.audio) - greeting_audio > 32000 * 3
     # the whole exchange shows up as state changes, in order
@@ -61,7 +61,7 @@ async def test_two_spoken_turns(platform, speak, output_dir):
 
 async def test_three_concurrent_calls_stay_isolated(platform, speak):
     lines = {
-        "caller-hours": ("What are your opening hours?", "opening hours"),
+        "caller-hours": ("What are your opening hours?", "monday"),
         "caller-order": ("Where is my order?", "order"),
         "caller-return": ("I want to return an item.", "return"),
     }
@@ -178,18 +178,60 @@ async def test_breaker_actor_is_shared_by_every_session(platform):
     """Two sessions' clients see one breaker: failures from both open it once for all."""
     from deployments.tools.breaker_actor import BreakerClient, breaker_actor
 
-    a = BreakerClient(breaker_actor(3, 60), ttl_s=0)
-    b = BreakerClient(breaker_actor(3, 60), ttl_s=0)
+    from serve_app.config import get_settings
+
+    settings = get_settings()
+    threshold = settings.breaker_failure_threshold
+    actor = lambda: breaker_actor(threshold, settings.breaker_recovery_s)  # noqa: E731  the one the platform made
+    a, b = BreakerClient(actor(), ttl_s=0), BreakerClient(actor(), ttl_s=0)
     tool = "orders_backend_test"
-    await a.record(tool, False)
-    await b.record(tool, False)
+    for i in range(threshold - 1):
+        await (a if i % 2 else b).record(tool, False)
     assert await a.allow(tool) and await b.allow(tool)
     await a.record(tool, False)
-    assert not await b.allow(tool)  # opened by a's third failure, seen by b
-    states = await breaker_actor(3, 60).states.remote()
-    assert states[tool]["state"] == "open"
+    assert not await b.allow(tool)  # opened by a's failure, seen by b
+    assert (await actor().states.remote())[tool]["state"] == "open"
 
-    cached = BreakerClient(breaker_actor(3, 60), ttl_s=60)
+    cached = BreakerClient(actor(), ttl_s=60)
     for _ in range(20):
         await cached.allow("healthy_tool")
     assert cached.round_trips == 1  # closed breakers cost no round trip per call
+
+
+async def test_spoken_call_authenticates_and_gets_order_status(platform, speak):
+    from deployments.tools.support_store import SupportStore
+
+    client = await open_call(platform, "demo-alice")
+    await wait_greeting_done(client)
+    ask = await speak_turn(client, speak("Where is my order, one zero zero four two?"), timeout=60)
+    assert "PIN" in " ".join(ask.agent_text), ask
+    pin = await speak_turn(client, speak("One, two, three, four."), timeout=60)
+    reply = " ".join(pin.agent_text)
+    assert "Alice" in reply and "running shoes" in reply and "shipped" in reply, (ask.transcript, pin.transcript, reply)
+    await client.hangup()
+    state = stored(platform, client.session["session_id"])
+    assert state.authenticated and state.customer_name == "Alice"
+    assert state.turns[2].transcript == "[PIN]"  # the spoken PIN never reaches the store
+    assert [t.tool for t in state.turns[2].tool_results] == ["verify_pin", "order_status"]
+    from serve_app.config import get_settings
+
+    audit = SupportStore(get_settings().support_db_path, seed_demo=False).audit(client.session["session_id"])
+    assert [(a["name"], a["outcome"]) for a in audit] == [("verify_pin", "ok"), ("order_status", "ok")]
+
+
+async def test_escalation_reaches_the_client_and_ends_the_call(platform):
+    import json
+    import urllib.request
+
+    client = await open_call(platform, "wants-human")
+    await wait_greeting_done(client)
+    await client.send_json({"type": "text", "text": "I want to speak to a real person"})
+    await client.wait_for(lambda: client.closed, 60)
+    assert client.of_type("escalation") == [{**client.of_type("escalation")[0], "reason": "caller_request"}]
+    assert "colleague" in " ".join(e["text"] for e in client.of_type("agent.text"))
+    assert client.of_type("session.ended")[-1]["reason"] == "escalated" and client.close_code == 1000
+    state = stored(platform, client.session["session_id"])
+    assert state.status.value == "escalated" and state.end_reason == "escalated"
+    with urllib.request.urlopen(platform["http"] + "/admin/breakers") as r:
+        breakers = json.loads(r.read())["breakers"]
+    assert all(b["state"] in ("closed", "open", "half_open") for b in breakers.values())

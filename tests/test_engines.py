@@ -55,42 +55,6 @@ def test_sentence_split():
     assert split_sentences("Version 2.5 is out. Yes.") == ["Version 2.5 is out.", "Yes."]
 
 
-@pytest.fixture(scope="module")
-def dialogue():
-    from deployments.dialogue.engine import LocalDialogueEngine
-    from deployments.embeddings.engine import Embedder
-
-    embedder = Embedder()
-
-    async def embed_many(texts):
-        return embedder.embed(texts)
-
-    return LocalDialogueEngine(embed_many)
-
-
-@pytest.mark.parametrize(
-    "text, intent",
-    [
-        ("where is my package, it still hasn't come", "order_status"),
-        ("can you tell me when you close today", "hours"),
-        ("I'd like my money back for these shoes", "returns"),
-        ("put me through to a real human being", "human"),
-        ("ok bye now", "goodbye"),
-    ],
-)
-def test_local_dialogue_routes_paraphrases(dialogue, text, intent):
-    plan = asyncio.run(dialogue.plan(text))
-    assert plan.intent == intent, plan
-    assert plan.sentences and all(s[-1] in ".?!" for s in plan.sentences)
-    assert plan.end_call == (intent == "goodbye")
-
-
-def test_local_dialogue_shows_it_heard_an_unknown_request(dialogue):
-    plan = asyncio.run(dialogue.plan("my cat painted the fence purple"))
-    assert plan.intent == "unknown"
-    assert "my cat painted the fence purple" in plan.sentences[0]
-
-
 def test_embeddings_are_unit_vectors_and_similar_for_paraphrases():
     from deployments.embeddings.engine import Embedder
 

@@ -70,6 +70,7 @@ class WhisperEngine:
             audio,
             language=(language or self.language)[:2],
             beam_size=1,
+            temperature=0.0,  # no sampled re-decodes: same audio, same words, bounded time
             vad_filter=False,
             condition_on_previous_text=False,
             without_timestamps=True,

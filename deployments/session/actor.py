@@ -55,14 +55,16 @@ class SessionActor:
             yield {"sentence": MAX_TURNS_GOODBYE}
             yield {"intent": "max_turns", "end_call": True, "reason": "max_turns"}
             return
-        history = [{"user": t.transcript, "agent": " ".join(t.reply)} for t in self._engine.state.turns[:-1]]
-        async for item in self._dialogue.respond.options(stream=True).remote(transcript, history):
+        state = self._engine.state
+        stream = self._dialogue.respond.options(stream=True).remote(transcript, self._engine.memory(), state.session_id, state.caller_id)
+        async for item in stream:
             if "sentence" in item:
                 self._engine.add_sentence(turn, item["sentence"])
-            else:
-                turn.intent = item.get("intent")
-                item = {**item, "reason": "agent_hangup" if item.get("end_call") else None}
-            yield item
+                yield item
+                continue
+            self._engine.apply_result(turn, item)
+            reason = "escalated" if item.get("escalate") else "agent_hangup" if item.get("end_call") else None
+            yield {"intent": item.get("intent"), "end_call": item.get("end_call", False), "escalate": item.get("escalate"), "reason": reason}
 
     def finish_turn(self, turn_id: int, metrics: dict | None = None, interrupted: bool = False) -> None:
         self._engine.finish_turn(turn_id, metrics, interrupted)

@@ -5,12 +5,14 @@ Pure Python (pydantic + sqlite3); the Ray actor around it adds only the dialogue
 
 from __future__ import annotations
 
-from models.state import CallEvent, SessionState, SessionStatus, TurnState, now_ms
+from models.state import CallEvent, PolicyDecision, SessionState, SessionStatus, ToolResult, TurnState, now_ms
 from serve_app.pii import mask_pii
 
 from deployments.session.store import SessionStore
 
 MAX_TURNS_GOODBYE = "We've covered a lot on this call, so I'll end it here. Thanks for calling. Goodbye."
+# What the dialogue engine may read and update between turns.
+MEMORY_FIELDS = ("authenticated", "customer_id", "customer_name", "auth_failures", "auth_locked", "consecutive_failures", "slots")
 
 
 class SessionEngine:
@@ -38,6 +40,26 @@ class SessionEngine:
     def add_sentence(self, turn: TurnState, sentence: str) -> None:
         turn.reply.append(mask_pii(sentence))
 
+    def memory(self) -> dict:
+        return self.state.model_dump(include=set(MEMORY_FIELDS), mode="json")
+
+    def apply_result(self, turn: TurnState, summary: dict) -> None:
+        """Take the dialogue engine's verdict on a turn: memory, intent, tools, escalation."""
+        for name, value in (summary.get("memory") or {}).items():
+            if name in MEMORY_FIELDS:
+                setattr(self.state, name, value)
+        turn.intent = summary.get("intent")
+        if summary.get("policy"):
+            turn.policy = PolicyDecision.model_validate(summary["policy"])
+        turn.tool_results = [ToolResult.model_validate(t) for t in summary.get("tool_results") or []]
+        if summary.get("sensitive"):
+            turn.transcript = "[PIN]"  # a secret was said: it never reaches the store
+        for tool in turn.tool_results:
+            self.record("tool", turn.turn_id, tool=tool.tool, ok=tool.ok, error=tool.error, latency_ms=tool.latency_ms)
+        if summary.get("escalate"):
+            self.state.status = SessionStatus.ESCALATED
+            self.record("escalation", turn.turn_id, reason=summary["escalate"])
+
     def finish_turn(self, turn_id: int, metrics: dict[str, float] | None = None, interrupted: bool = False) -> None:
         if 0 <= turn_id < len(self.state.turns):
             turn = self.state.turns[turn_id]
@@ -49,8 +71,9 @@ class SessionEngine:
         self.state.events.append(CallEvent(kind=kind, turn_id=turn_id, detail=detail))
 
     def close(self, reason: str) -> SessionState:
-        if self.state.status != SessionStatus.ENDED:
-            self.state.status = SessionStatus.ENDED
+        if self.state.ended_at_ms is None:
+            if self.state.status == SessionStatus.ACTIVE:
+                self.state.status = SessionStatus.ENDED
             self.state.ended_at_ms = now_ms()
             self.state.end_reason = reason
             self.record("session.ended", reason=reason)

@@ -25,6 +25,7 @@ DEMO_CUSTOMERS = [
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS customers (customer_id TEXT PRIMARY KEY, caller_id TEXT UNIQUE, name TEXT, pin_salt BLOB, pin_hash BLOB);
 CREATE TABLE IF NOT EXISTS orders (order_id TEXT PRIMARY KEY, customer_id TEXT, item TEXT, status TEXT, eta TEXT);
+CREATE TABLE IF NOT EXISTS returns (return_id TEXT PRIMARY KEY, order_id TEXT, customer_id TEXT, reason TEXT, at_ms INTEGER);
 CREATE TABLE IF NOT EXISTS audit (at_ms INTEGER, session_id TEXT, kind TEXT, name TEXT, outcome TEXT, latency_ms REAL, detail TEXT);
 """
 _ITERATIONS = 100_000
@@ -78,6 +79,20 @@ class SupportStore:
         with self._lock:
             rows = self._db.execute("SELECT order_id, item, status, eta FROM orders WHERE customer_id=? ORDER BY order_id", (customer_id,)).fetchall()
         return [dict(zip(("order_id", "item", "status", "eta"), r)) for r in rows]
+
+    def create_return(self, customer_id: str, order_id: str, reason: str) -> dict | None:
+        """Open a return for one of the customer's orders (a side effect: never retried)."""
+        if self.order(customer_id, order_id) is None:
+            return None
+        return_id = f"R{order_id}-{os.urandom(2).hex().upper()}"
+        with self._lock:
+            self._db.execute("INSERT INTO returns VALUES (?,?,?,?,?)", (return_id, order_id, customer_id, mask_pii(reason), int(time.time() * 1000)))
+        return {"return_id": return_id, "order_id": order_id}
+
+    def returns(self, customer_id: str) -> list[dict]:
+        with self._lock:
+            rows = self._db.execute("SELECT return_id, order_id, reason FROM returns WHERE customer_id=? ORDER BY at_ms", (customer_id,)).fetchall()
+        return [dict(zip(("return_id", "order_id", "reason"), r)) for r in rows]
 
     def record(self, session_id: str, kind: str, name: str, outcome: str, latency_ms: float, detail: dict) -> None:
         """Audit trail: every tool call and escalation, masked."""

@@ -1,0 +1,1 @@
+"""Knowledge base: Markdown documents chunked, embedded and searched in ChromaDB."""
