@@ -65,3 +65,7 @@ def test_not_escalation(text):
 )
 def test_prompt_injection_is_caught(text):
     assert PolicyEngine.is_injection(text)
+
+
+def test_homophone_at_the_end_of_a_sentence_is_not_a_digit():
+    assert digit_runs("can you check order two zero zero seven seven for me") == ["20077"]

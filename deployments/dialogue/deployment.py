@@ -34,9 +34,9 @@ class Dialogue:
         breakers = BreakerClient(breaker_actor(settings.breaker_failure_threshold, settings.breaker_recovery_s), ttl_s=1.0)
         self._router = ToolRouter(support_tools(self._store), breakers, self._store)
         self._kb = KnowledgeBase(settings.kb_store_path, self._embed_many)
-        if self._kb.count() == 0:
-            n = await self._kb.index_folder(settings.kb_docs_path)
-            log.info("knowledge base was empty: indexed %d sections from %s", n, settings.kb_docs_path)
+        n = await self._kb.sync_folder(settings.kb_docs_path)
+        if n is not None:
+            log.info("knowledge base (re)indexed: %d sections from %s", n, settings.kb_docs_path)
         self._classify = IntentClassifier(self._embed_many)
         await self._classify.warm_up()  # embed the intent examples before the first caller waits
         self._agent = SupportAgent(

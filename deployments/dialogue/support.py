@@ -33,7 +33,7 @@ CANNED = {
     "goodbye": "Thanks for calling. Goodbye.",
 }
 _YES = re.compile(r"\b(yes|yeah|yep|sure|correct|go ahead|please do|do it|that's right|ok(ay)?)\b", re.I)
-_GENERAL_QUESTION = re.compile(r"^\s*(how|what|when|which|why|do you|does|is there|are there|can i|can you|could i)\b", re.I)
+_GENERAL_QUESTION = re.compile(r"^\s*(how|what|when|where|which|why|do you|does|is|are|can i|can you|could i)\b", re.I)
 _NO = re.compile(r"\b(no|nope|don't|do not|cancel|stop|never mind|wait)\b", re.I)
 MEMORY_DEFAULTS = {
     "authenticated": False,
@@ -92,7 +92,8 @@ class SupportAgent:
         if workflow and intent not in ("human", "goodbye"):
             intent = "returns"
         r = TurnResult([], intent, m, score=score)
-        if intent in NEEDS_AUTH and not workflow and _GENERAL_QUESTION.match(text) and not re.search(r"\bmy\b", text, re.I):
+        general = _GENERAL_QUESTION.match(text) and not re.search(r"\bmy\b", text, re.I) and not extract_order_number(text)
+        if intent in NEEDS_AUTH and not workflow and general:
             # "how long do I have to send something back" asks about the policy, not an account
             if await self._answer_from_kb(text, r):
                 return r

@@ -71,15 +71,35 @@ class KnowledgeBase:
     def count(self) -> int:
         return self._collection.count()
 
+    @staticmethod
+    def docs_hash(folder: Path | str) -> str:
+        h = hashlib.sha1()
+        for f in sorted(Path(folder).glob("*.md")):
+            h.update(f.name.encode() + b"\0" + f.read_bytes())
+        return h.hexdigest()[:16]
+
+    def indexed_hash(self) -> str | None:
+        return (self._collection.metadata or {}).get("docs_hash")
+
+    async def sync_folder(self, folder: Path | str) -> int | None:
+        """Index `folder` unless the collection already holds exactly these documents."""
+        if self.indexed_hash() == self.docs_hash(folder):
+            return None
+        return await self.index_folder(folder)
+
     async def index_folder(self, folder: Path | str) -> int:
-        """(Re)index every Markdown file in `folder`; returns the number of chunks."""
+        """Make the collection hold exactly the Markdown files in `folder`; returns the sections."""
         chunks = [c for f in sorted(Path(folder).glob("*.md")) for c in chunk_markdown(f.read_text(), f.name)]
         if not chunks:
             return 0
         # Each section is found by its whole text and by its heading alone: a short spoken
         # question ("do you ship to Canada") matches a short heading better than a paragraph.
-        views = [(f"{c.id}:body", f"{c.title}. {c.text}", c) for c in chunks]
-        views += [(f"{c.id}:title", c.title.split(" - ")[-1], c) for c in chunks]
+        # A heading may carry several phrasings ("Warranty coverage: how long is the guarantee?"):
+        # each phrase is a view of its own.
+        views = [(f"{c.id}:body", f"{re.split(r'[:?]', c.title)[0]}. {c.text}", c) for c in chunks]
+        for c in chunks:
+            phrases = [p.strip() for p in re.split(r"[:?]", c.title.split(" - ")[-1]) if p.strip()]
+            views += [(f"{c.id}:title{j}", phrase, c) for j, phrase in enumerate(phrases)]
         vectors = await self._embed_many([text for _, text, _ in views])
         self._collection.upsert(
             ids=[vid for vid, _, _ in views],
@@ -87,6 +107,10 @@ class KnowledgeBase:
             documents=[c.text for _, _, c in views],
             metadatas=[{"source": c.source, "title": c.title} for _, _, c in views],
         )
+        stale = set(self._collection.get(include=[])["ids"]) - {vid for vid, _, _ in views}
+        if stale:
+            self._collection.delete(ids=sorted(stale))
+        self._collection.modify(metadata={"docs_hash": self.docs_hash(folder)})
         return len(chunks)
 
     async def answer(self, question: str, k: int = 3) -> Answer | None:

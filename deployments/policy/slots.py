@@ -15,8 +15,9 @@ _TOKEN = re.compile(r"[a-z]+|\d+")
 def digit_runs(text: str) -> list[str]:
     """Runs of digits, whether typed ("10042", "1 0 0 4 2") or spoken ("one zero zero four two").
 
-    Homophones ("to", "for", "oh") count only inside a run that has a real digit word or
-    number, so "I want to check" yields nothing while "one two three for" yields "1234".
+    Homophones ("to", "for", "oh") count only before another digit, or at the very end of a
+    run: "I want to check" yields nothing, "one two three for" yields "1234", and
+    "order two zero zero seven seven for me" yields "20077".
     """
     runs, current, strong = [], "", False
     tokens = _TOKEN.findall(text.lower().replace("-", " "))
@@ -28,7 +29,7 @@ def digit_runs(text: str) -> list[str]:
             current += _DIGIT_WORDS[tokens[i + 1]]
             strong = strong or tokens[i + 1] in _STRONG_WORDS
             continue
-        if tok in _DIGIT_WORDS and (tok in _STRONG_WORDS or current or _next_is_digit(tokens, i)):
+        if tok in _DIGIT_WORDS and (tok in _STRONG_WORDS or _next_is_digit(tokens, i) or (current and _run_goes_on(tokens, i))):
             current += _DIGIT_WORDS[tok]
             strong = strong or tok in _STRONG_WORDS
             continue
@@ -44,6 +45,11 @@ def digit_runs(text: str) -> list[str]:
 
 def _next_is_digit(tokens: list[str], i: int) -> bool:
     return i + 1 < len(tokens) and (tokens[i + 1].isdigit() or tokens[i + 1] in _STRONG_WORDS)
+
+
+def _run_goes_on(tokens: list[str], i: int) -> bool:
+    """Inside a run, a homophone is a digit if the run continues after it or the sentence ends."""
+    return i + 1 == len(tokens) or tokens[i + 1] in _DIGIT_WORDS
 
 
 def extract_pin(text: str, length: int = 4) -> str | None:
