@@ -109,3 +109,30 @@ def test_pii_masking(text, masked):
 )
 def test_normalize_spells_out_contractions(a, b):
     assert normalize(a) == normalize(b) == b
+
+
+@pytest.mark.parametrize(
+    "text, masked",
+    [
+        ("my pin is 1234", "my [PIN]"),
+        ("PIN: one two three four please", "[PIN] please"),
+        ("the pin number is 9 8 7 6", "the [PIN]"),
+        ("pinned to the wall", "pinned to the wall"),
+    ],
+)
+def test_announced_pins_are_masked(text, masked):
+    from serve_app.pii import mask_pii
+
+    assert mask_pii(text) == masked
+
+
+def test_log_records_are_masked(caplog):
+    import logging
+
+    from serve_app.pii import install_log_masking
+
+    install_log_masking()
+    install_log_masking()  # twice is harmless
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("anything").info("caller said %s", "card 4111 1111 1111 1111 and a@b.com")
+    assert caplog.records[-1].getMessage() == "caller said card [CARD] and [EMAIL]"
