@@ -105,7 +105,6 @@ class Settings(BaseSettings):
 NOT_YET_AVAILABLE = {
     ("asr_provider", "deepgram"): "Deepgram streaming ASR arrives with issue #4",
     ("tts_provider", "openai"): "OpenAI TTS arrives with issue #4",
-    ("dialogue_provider", "openai"): "the OpenAI-compatible dialogue engine arrives with issue #3",
 }
 
 

@@ -36,7 +36,7 @@ def speak(piper):
 
     def _speak(text: str, rate: int = 16000) -> bytes:
         if (text, rate) not in cache:
-            cache[(text, rate)] = b"".join(piper.synthesize(text, rate))
+            cache[(text, rate)] = b"".join(piper.synthesize(text, rate, deterministic=True))
         return cache[(text, rate)]
 
     return _speak

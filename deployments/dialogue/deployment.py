@@ -13,14 +13,14 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from deployments.dialogue.engine import GREETING, IntentClassifier
-from deployments.dialogue.support import SupportAgent
+from deployments.dialogue.support import SupportAgent, TurnResult
 from deployments.dialogue.tools import support_tools
 from deployments.knowledge.engine import KnowledgeBase
 from deployments.policy.engine import PolicyEngine
 from deployments.tools.breaker_actor import BreakerClient, breaker_actor
 from deployments.tools.router import ToolRouter
 from deployments.tools.support_store import SupportStore
-from serve_app.config import get_settings
+from serve_app.config import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -37,20 +37,19 @@ class Dialogue:
         n = await self._kb.sync_folder(settings.kb_docs_path)
         if n is not None:
             log.info("knowledge base (re)indexed: %d sections from %s", n, settings.kb_docs_path)
-        self._classify = IntentClassifier(self._embed_many)
-        await self._classify.warm_up()  # embed the intent examples before the first caller waits
-        self._agent = SupportAgent(
-            self._classify, self._router, self._kb, PolicyEngine(settings.max_consecutive_failures), settings.confidence_threshold
-        )
+        self._engine = await build_engine(settings, self._router, self._kb, self._embed_many)
 
     async def _embed_many(self, texts: list[str]) -> list[list[float]]:
         return await self._embeddings.embed_many.remote(texts)
 
-    async def respond(self, transcript: str, memory: dict, session_id: str = "", caller_id: str = "") -> AsyncIterator[dict]:
-        """Stream `{"sentence": ...}` items, then one summary with the updated memory."""
-        result = await self._agent.respond(transcript, memory, session_id, caller_id)
-        for sentence in result.sentences:
-            yield {"sentence": sentence}
+    async def respond(self, transcript: str, memory: dict, session_id: str = "", caller_id: str = "", history: list[dict] | None = None) -> AsyncIterator[dict]:
+        """Stream `{"sentence": ...}` items as the engine makes them, then one summary."""
+        result = None
+        async for item in self._engine.stream(transcript, memory, session_id, caller_id, history):
+            if isinstance(item, TurnResult):
+                result = item
+            else:
+                yield {"sentence": item}
         if result.escalate:
             self._store.record(session_id, "escalation", result.escalate, "escalated", 0.0, {"intent": result.intent})
         yield {
@@ -69,3 +68,18 @@ class Dialogue:
         for sentence in GREETING:
             yield {"sentence": sentence}
         yield {"intent": "greeting", "score": 1.0, "end_call": False}
+
+
+async def build_engine(settings: Settings, router: ToolRouter, kb: KnowledgeBase, embed_many):
+    """The engine `VOICE_DIALOGUE_PROVIDER` names, behind the one `stream` interface."""
+    policy = PolicyEngine(settings.max_consecutive_failures)
+    if settings.dialogue_provider == "openai":
+        import openai
+
+        from deployments.dialogue.openai_engine import OpenAIDialogueEngine
+
+        client = openai.AsyncOpenAI(base_url=settings.openai_base_url, api_key=settings.openai_api_key.get_secret_value(), timeout=settings.turn_timeout_ms / 1000)
+        return OpenAIDialogueEngine(client, settings.openai_model, router, policy)
+    classify = IntentClassifier(embed_many)
+    await classify.warm_up()  # embed the intent examples before the first caller waits
+    return SupportAgent(classify, router, kb, policy, settings.confidence_threshold)

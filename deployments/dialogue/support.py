@@ -78,6 +78,13 @@ class SupportAgent:
         self._threshold = confidence_threshold
         self._max_auth_failures = max_auth_failures
 
+    async def stream(self, text: str, memory: dict, session_id: str = "", caller_id: str = "", history: list[dict] | None = None):
+        """The engines' common interface: reply sentences, then the TurnResult."""
+        result = await self.respond(text, memory, session_id, caller_id)
+        for sentence in result.sentences:
+            yield sentence
+        yield result
+
     async def respond(self, text: str, memory: dict, session_id: str = "", caller_id: str = "") -> TurnResult:
         m = copy.deepcopy({**MEMORY_DEFAULTS, **(memory or {})})
         slots = m["slots"]

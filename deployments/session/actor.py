@@ -56,7 +56,8 @@ class SessionActor:
             yield {"intent": "max_turns", "end_call": True, "reason": "max_turns"}
             return
         state = self._engine.state
-        stream = self._dialogue.respond.options(stream=True).remote(transcript, self._engine.memory(), state.session_id, state.caller_id)
+        history = [{"user": t.transcript, "agent": " ".join(t.reply)} for t in state.turns[:-1] if t.source != "greeting"]
+        stream = self._dialogue.respond.options(stream=True).remote(transcript, self._engine.memory(), state.session_id, state.caller_id, history)
         async for item in stream:
             if "sentence" in item:
                 self._engine.add_sentence(turn, item["sentence"])
