@@ -299,8 +299,8 @@ class CallHandler:
                 item = await ref
                 if "turn_id" in item:
                     turn_id = item["turn_id"]
-                    if transcript is not None:
-                        await self._send_text(event("transcript", turn_id=turn_id, text=transcript, final=True))
+                    if transcript is not None:  # masked as stored: the page shows "[CARD]", not the number
+                        await self._send_text(event("transcript", turn_id=turn_id, text=item.get("transcript", mask_pii(transcript)), final=True))
                 elif "sentence" in item:
                     if metrics is not None and "dialogue_first_sentence_ms" not in metrics:
                         metrics["dialogue_first_sentence_ms"] = _ms_since(started)

@@ -1,6 +1,7 @@
 """End-to-end calls through the real platform: Serve ingress, session actors, offline models."""
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -212,6 +213,7 @@ async def test_spoken_call_authenticates_and_gets_order_status(platform, speak):
     state = stored(platform, client.session["session_id"])
     assert state.authenticated and state.customer_name == "Alice"
     assert state.turns[2].transcript == "[PIN]"  # the spoken PIN never reaches the store
+    assert pin.transcript == "[PIN]"  # nor the caller's transcript event
     assert [t.tool for t in state.turns[2].tool_results] == ["verify_pin", "order_status"]
     from serve_app.config import get_settings
 
@@ -235,3 +237,37 @@ async def test_escalation_reaches_the_client_and_ends_the_call(platform):
     with urllib.request.urlopen(platform["http"] + "/admin/breakers") as r:
         breakers = json.loads(r.read())["breakers"]
     assert all(b["state"] in ("closed", "open", "half_open") for b in breakers.values())
+
+
+async def test_personal_data_said_in_a_call_appears_nowhere_in_clear(platform, speak):
+    """A card number spoken, an email and a phone number typed: not in the events, the store,
+    the audit trail or any Ray log file."""
+    import re
+
+    import ray
+
+    from serve_app.config import get_settings
+
+    client = await open_call(platform, "pii-caller")
+    await wait_greeting_done(client)
+    spoken = await speak_turn(client, speak("My card number is 5425 2334 3010 9903."), timeout=60)
+    assert "[CARD]" in spoken.transcript, spoken
+    mark = len(client.events)
+    await client.send_json({"type": "text", "text": "email me at jane.doe@example.com or call 415 555 0134"})
+    await client.wait_for(lambda: client.agent_idle_since(mark), 60)
+    assert client.of_type("transcript")[-1]["text"] == "email me at [EMAIL] or call [PHONE]"
+    await client.hangup()
+    await asyncio.sleep(2)  # let log files flush
+
+    # the card's first digits in any shape Whisper writes them ("5425 2334", "5,425,233"), the typed email and phone
+    secret = re.compile(rb"(?<!\w)5[ ,.-]?425[ ,.-]?2|jane\.doe|555[ -]?0134")
+    state = stored(platform, client.session["session_id"])
+    assert state.turns[1].transcript.startswith("My card number is [CARD]") and not secret.search(state.model_dump_json().encode())
+    assert not secret.search(str(client.events).encode())
+    files = [platform["store"], get_settings().support_db_path]
+    files = [p for f in files for p in (f, f.with_name(f.name + "-wal")) if p.exists()]
+    logs = Path(ray._private.worker._global_node.get_logs_dir_path())
+    files += [p for p in logs.rglob("*") if p.is_file()]
+    assert len(files) > 10
+    leaks = [str(p) for p in files if secret.search(p.read_bytes())]
+    assert not leaks, leaks

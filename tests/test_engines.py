@@ -95,6 +95,19 @@ def test_session_engine_checkpoints_every_turn_masked(tmp_path):
         ("ssn 123-45-6789", "ssn [SSN]"),
         ("card 5500 0000 0000 0004 thanks", "card [CARD] thanks"),
         ("order 12345 please", "order 12345 please"),
+        # what Whisper writes when these are spoken
+        ("My card number is 4,111,111,111,111.", "My card number is [CARD]."),
+        ("My card number is for 111, 111, 111, 111, 111, 111, 111.", "My card number is for [CARD]."),
+        ("four one one one one one one one one one one one one one one one", "[CARD]"),
+        ("My Social Security number is 123-45-6,789.", "My Social Security number is [SSN]."),
+        ("Call me back on 450.055.0.134.", "Call me back on [PHONE]."),
+        ("You can email me at jane.do at example.com", "You can email me at [EMAIL]"),
+        ("it's jane dot doe at example dot com", "it's [EMAIL]"),
+        # and what must stay readable
+        ("order one zero zero four two", "order one zero zero four two"),
+        ("it costs 1,299.99 dollars", "it costs 1,299.99 dollars"),
+        ("no one at all, version 2.5", "no one at all, version 2.5"),
+        ("session 123e4567-e89b-12d3-a456-426614174000", "session 123e4567-e89b-12d3-a456-426614174000"),
     ],
 )
 def test_pii_masking(text, masked):

@@ -15,6 +15,7 @@ from typing import Awaitable, Callable
 from deployments.policy.engine import PolicyContext, PolicyEngine
 from deployments.policy.slots import extract_order_number, extract_pin
 from models.state import PolicyDecision, ToolResult
+from serve_app.pii import mask_pii
 
 Classify = Callable[[str], Awaitable[tuple[str, float]]]
 NEEDS_AUTH = {"order_status", "returns"}
@@ -236,7 +237,8 @@ class SupportAgent:
         if r.memory["consecutive_failures"] + 1 >= self._policy.max_consecutive_failures:
             return self._escalate("low_confidence", r)
         heard = text.strip().rstrip(".!?")
-        return self._failed(r.say(f"I heard: {heard}.", "I'm not sure I know the answer to that. Could you put it another way, or shall I transfer you to a colleague?"))
+        echo = [f"I heard: {heard}."] if mask_pii(heard) == heard else []  # never read personal data back
+        return self._failed(r.say(*echo, "I'm not sure I know the answer to that. Could you put it another way, or shall I transfer you to a colleague?"))
 
     # --- outcomes ------------------------------------------------------------
 

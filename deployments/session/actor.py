@@ -49,7 +49,7 @@ class SessionActor:
     async def run_turn(self, transcript: str, source: str, confidence: float | None = None) -> AsyncIterator[dict]:
         """Transcript in, reply out: `{"turn_id"}`, then `{"sentence"}`s, then a summary."""
         turn = self._engine.begin_turn(transcript, source, confidence)
-        yield {"turn_id": turn.turn_id}
+        yield {"turn_id": turn.turn_id, "transcript": turn.transcript}  # masked, as stored
         if self._engine.over_turn_limit:
             self._engine.add_sentence(turn, MAX_TURNS_GOODBYE)
             yield {"sentence": MAX_TURNS_GOODBYE}

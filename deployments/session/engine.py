@@ -5,10 +5,10 @@ Pure Python (pydantic + sqlite3); the Ray actor around it adds only the dialogue
 
 from __future__ import annotations
 
+from deployments.policy.slots import extract_pin
+from deployments.session.store import SessionStore
 from models.state import CallEvent, PolicyDecision, SessionState, SessionStatus, ToolResult, TurnState, now_ms
 from serve_app.pii import mask_pii
-
-from deployments.session.store import SessionStore
 
 MAX_TURNS_GOODBYE = "We've covered a lot on this call, so I'll end it here. Thanks for calling. Goodbye."
 # What the dialogue engine may read and update between turns.
@@ -28,7 +28,10 @@ class SessionEngine:
         return self.state
 
     def begin_turn(self, transcript: str, source: str, confidence: float | None = None) -> TurnState:
-        turn = TurnState(turn_id=self.state.next_turn_id, source=source, transcript=mask_pii(transcript), asr_confidence=confidence)
+        masked = mask_pii(transcript)
+        if self.state.slots.get("awaiting") == "pin" and extract_pin(transcript):
+            masked = "[PIN]"  # the agent asked for a PIN and digits came: a secret from the start
+        turn = TurnState(turn_id=self.state.next_turn_id, source=source, transcript=masked, asr_confidence=confidence)
         self.state.turns.append(turn)
         return turn
 
