@@ -2,7 +2,7 @@
 
 import pytest
 
-from deployments.vad.engine import Endpointer, SileroVAD, SpeechEnded, SpeechStarted
+from deployments.vad.engine import Endpointer, SileroVAD, SpeechEnded, SpeechPaused, SpeechResumed, SpeechStarted
 from tests.conftest import noise, silence
 
 
@@ -21,7 +21,7 @@ def run(vad, pcm: bytes, chunk: int = 640, **kw):
 
 def test_one_utterance_is_cut_once_with_all_its_speech(vad, speak):
     speech = speak("Hello, I would like to check the status of my order please.")
-    events = run(vad, silence(0.5) + speech + silence(1.0))
+    events = run(vad, silence(0.5) + speech + silence(1.0), preemptive_ms=0)  # cuts only
     assert [type(e) for e in events] == [SpeechStarted, SpeechEnded]
     ended = events[1]
     speech_s = len(speech) / 32000
@@ -46,8 +46,8 @@ def test_odd_chunk_sizes_give_the_same_cut(vad, speak):
     pcm = silence(0.3) + speak("Thank you very much.") + silence(1.0)
     a = run(vad, pcm, chunk=640)
     b = run(vad, pcm, chunk=1234)
-    assert [type(e) for e in a] == [type(e) for e in b] == [SpeechStarted, SpeechEnded]
-    assert abs(a[1].at_sample - b[1].at_sample) <= 512
+    assert [type(e) for e in a] == [type(e) for e in b] == [SpeechStarted, SpeechPaused, SpeechEnded]
+    assert abs(a[2].at_sample - b[2].at_sample) <= 512
 
 
 def test_endpoint_silence_is_configurable(vad, speak):
@@ -63,3 +63,33 @@ def test_max_utterance_forces_a_cut(vad, speak):
     events = run(vad, long_speech + silence(1.0), max_utterance_s=2.0)
     ends = [e for e in events if isinstance(e, SpeechEnded)]
     assert ends[0].forced and len(ends[0].audio) / 32000 <= 2.1
+
+
+def test_a_pause_mid_sentence_pauses_then_resumes_and_the_final_pause_ends(vad, speak):
+    a, b = speak("What are your opening hours"), speak("on Saturday?")
+    events = run(vad, silence(0.3) + a + silence(0.35) + b + silence(1.0))
+    kinds = [type(e) for e in events]
+    assert kinds == [SpeechStarted, SpeechPaused, SpeechResumed, SpeechPaused, SpeechEnded], kinds
+    first, last, ended = events[1], events[3], events[4]
+    assert len(a) * 0.9 <= len(first.audio) <= len(a) + 32000 * 0.9  # the first half and its pause only
+    assert last.audio == ended.audio[: len(last.audio)]  # the run-ahead saw a prefix of the final utterance
+    assert len(ended.audio) - len(last.audio) <= 32000 * 0.4  # ...missing only the silence after the pause
+    assert ended.at_sample - last.at_sample >= 16000 * 0.25  # paused well before the 500 ms endpoint
+
+
+def test_preemptive_pause_is_configurable_and_can_be_off(vad, speak):
+    pcm = speak("Where is my order?") + silence(1.0)
+    assert not any(isinstance(e, SpeechPaused) for e in run(vad, pcm, preemptive_ms=0))
+    early = next(e for e in run(vad, pcm, preemptive_ms=150) if isinstance(e, SpeechPaused))
+    late = next(e for e in run(vad, pcm, preemptive_ms=400) if isinstance(e, SpeechPaused))
+    assert early.at_sample < late.at_sample
+
+
+def test_speech_ms_and_utterance_audio_follow_the_utterance(vad, speak):
+    ep = Endpointer(vad.stream())
+    speech = speak("Hello there, how are you doing today?")
+    ep.feed(silence(0.3) + speech[: len(speech) // 2])
+    assert ep.speaking and 300 <= ep.speech_ms <= len(speech) / 32 / 2 + 100
+    assert len(ep.utterance_audio()) > 0
+    ep.feed(speech[len(speech) // 2 :] + silence(1.0))
+    assert not ep.speaking and ep.speech_ms == 0 and ep.utterance_audio() == b""

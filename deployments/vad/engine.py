@@ -65,6 +65,21 @@ class SpeechStarted:
 
 
 @dataclass
+class SpeechPaused:
+    """The caller has been silent for `preemptive_ms`: a good moment to transcribe early."""
+
+    audio: bytes  # the utterance so far, pre-roll included
+    at_sample: int
+
+
+@dataclass
+class SpeechResumed:
+    """Speech again after a SpeechPaused: anything started early on that audio is stale."""
+
+    at_sample: int
+
+
+@dataclass
 class SpeechEnded:
     audio: bytes  # PCM s16le 16 kHz, pre-roll included
     speech_ms: float
@@ -84,6 +99,7 @@ class Endpointer:
     end_silence_ms: float = 500
     max_utterance_s: float = 30.0
     pre_roll_ms: float = 300
+    preemptive_ms: float = 200  # silence that emits SpeechPaused; 0 turns it off
     _pending: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int16))
     _history: list = field(default_factory=list)  # recent frames for pre-roll
     _utterance: list = field(default_factory=list)
@@ -92,10 +108,20 @@ class Endpointer:
     _silence_frames: int = 0
     _candidate_frames: int = 0
     _position: int = 0
+    _paused: bool = False
 
     @property
     def speaking(self) -> bool:
         return self._speaking
+
+    @property
+    def speech_ms(self) -> float:
+        """Voiced time in the utterance in progress (0 when none)."""
+        return self._speech_frames * FRAME_MS if self._speaking else 0.0
+
+    def utterance_audio(self) -> bytes:
+        """The utterance in progress so far (for partial transcripts)."""
+        return np.concatenate(self._utterance).tobytes() if self._speaking and self._utterance else b""
 
     def feed(self, pcm16: bytes) -> list:
         """Consume PCM s16le at 16 kHz; return the SpeechStarted/SpeechEnded events it caused."""
@@ -140,16 +166,25 @@ class Endpointer:
             del self._history[:-(pre_roll_frames + min_speech_frames)]
             return []
         self._utterance.append(frame)
+        events = []
         if voiced:
             self._speech_frames += 1
             self._silence_frames = 0
+            if self._paused:
+                self._paused = False
+                events.append(SpeechResumed(at_sample=self._position))
         elif unvoiced:
             self._silence_frames += 1
         if self._silence_frames * FRAME_MS >= self.end_silence_ms:
-            return [self._end(forced=False)]
+            self._paused = False
+            return [*events, self._end(forced=False)]
+        if self.preemptive_ms and not self._paused and self._silence_frames * FRAME_MS >= self.preemptive_ms:
+            self._paused = True
+            events.append(SpeechPaused(audio=np.concatenate(self._utterance).tobytes(), at_sample=self._position))
         if len(self._utterance) * FRAME_MS >= self.max_utterance_s * 1000:
-            return [self._end(forced=True)]
-        return []
+            self._paused = False
+            return [*events, self._end(forced=True)]
+        return events
 
     def _end(self, forced: bool) -> SpeechEnded:
         audio = np.concatenate(self._utterance).tobytes() if self._utterance else b""
