@@ -41,7 +41,7 @@ class TurnState(BaseModel):
     """One caller utterance (or typed text) and the agent's answer to it."""
 
     turn_id: int
-    source: Literal["greeting", "speech", "text"] = "speech"
+    source: Literal["greeting", "speech", "text", "say", "reply", "checkin", "goodbye"] = "speech"  # who started the turn
     transcript: str = ""
     asr_confidence: float | None = None
     intent: str | None = None
@@ -79,6 +79,7 @@ class SessionState(BaseModel):
     events: list[CallEvent] = Field(default_factory=list)
     slots: dict[str, Any] = Field(default_factory=dict)
     actor_id: str | None = None
+    actor_name: str | None = None  # the named session actor: serve_app.session_api finds it by this
     started_at_ms: int = Field(default_factory=now_ms)
     updated_at_ms: int = Field(default_factory=now_ms)
     ended_at_ms: int | None = None

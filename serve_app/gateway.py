@@ -13,8 +13,8 @@ from fastapi.responses import JSONResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from deployments.session.actor import SessionActor
-from deployments.tools.breaker_actor import breaker_actor
+from deployments.session.actor import SESSION_NAMESPACE, SessionActor
+from deployments.tools.breaker_actor import BreakerClient, breaker_actor
 from deployments.vad.engine import SileroVAD
 from models.protocol import CloseCode, ProtocolError, event, parse_connect
 from serve_app.call_handler import CallHandler
@@ -49,13 +49,21 @@ class Gateway:
         self._asr, self._tts, self._dialogue = asr, tts, dialogue
         self._vad = SileroVAD()
         self._metrics = _metrics()
-        actor_opts = {"num_cpus": self._settings.session_actor_num_cpus}
-        self._pool = SessionPool(lambda: SessionActor.options(**actor_opts).remote(), self._settings.warm_sessions, self._settings.max_calls_per_replica)
+        actor_opts = {"num_cpus": self._settings.session_actor_num_cpus, "namespace": SESSION_NAMESPACE}
+        self._pool = SessionPool(
+            lambda: SessionActor.options(name=f"session-{uuid.uuid4().hex}", **actor_opts).remote(),
+            self._settings.warm_sessions,
+            self._settings.max_calls_per_replica,
+        )
         self._pool.start()  # pre-start session actors now, not on the first call
+        # Deepgram's breaker lives with the tools' ones: one outage opens it for every call.
+        self._breakers = BreakerClient(breaker_actor(self._settings.breaker_failure_threshold, self._settings.breaker_recovery_s))
 
     @api.get("/health")
     async def health(self) -> dict:
-        return {"status": "ok"}
+        """Liveness, and which providers this replica was configured with."""
+        s = self._settings
+        return {"status": "ok", "providers": {"asr": s.asr_provider, "tts": s.tts_provider, "dialogue": s.dialogue_provider}, "preemptive_ms": s.preemptive_ms}
 
     @api.get("/ready")
     async def ready(self):
@@ -96,7 +104,7 @@ class Gateway:
         self._metrics["active"].set(self._pool.active)
         try:
             await actor.start.remote(session_id, params.caller_id, params.locale, self._dialogue)
-            handler = CallHandler(ws, params, session_id, actor, self._transcribe, self._synthesize, self._vad.stream(), self._settings, self._observe)
+            handler = CallHandler(ws, params, session_id, actor, self._transcribe, self._synthesize, self._vad.stream(), self._settings, self._observe, self._breakers)
             log.info("call %s started (caller %s, %d Hz)", session_id, params.caller_id, params.sample_rate)
             reason = await handler.run()
         except Exception:
@@ -111,7 +119,7 @@ class Gateway:
                 await handler.checkpoint_final(reason)  # a no-op when run() already did it
             else:
                 try:
-                    await actor.close.remote(reason)
+                    await actor.finalize.remote(reason)
                 except Exception:
                     log.exception("call %s: final checkpoint failed", session_id)
             self._pool.release(actor)
@@ -122,8 +130,8 @@ class Gateway:
     async def _transcribe(self, pcm16: bytes, locale: str) -> dict:
         return await self._asr.transcribe.remote(pcm16, locale.split("-")[0])
 
-    def _synthesize(self, text: str, sample_rate: int):
-        return self._tts.options(stream=True).synthesize.remote(text, sample_rate)
+    def _synthesize(self, text: str, sample_rate: int, locale: str = "en-US"):
+        return self._tts.options(stream=True).synthesize.remote(text, sample_rate, locale)
 
     def _observe(self, stage: str, ms: float) -> None:
         self._metrics["stage"].observe(ms, tags={"stage": stage})

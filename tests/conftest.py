@@ -19,6 +19,8 @@ TEST_ENV = {
     "VOICE_MAX_CALLS_PER_REPLICA": "5",
     "VOICE_WARM_SESSIONS": "2",
     "VOICE_MAX_DROPPED_MESSAGES": "40",
+    "VOICE_IDLE_CHECKIN_S": "6",  # short enough to test the wake-up timer, longer than any test's own pauses
+    "VOICE_IDLE_MAX_CHECKINS": "1",
 }
 
 
@@ -95,6 +97,26 @@ def platform(tmp_path_factory):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def redeploy(platform: dict, deployment: str, env: dict[str, str] | None, switched, timeout_s: float = 120) -> None:
+    """Redeploy one deployment of the running platform with extra env (None: as configured),
+    until `switched()` has held 5 times in a row (old replicas drain during a rolling update)."""
+    from serve_app import cluster
+
+    config = cluster.load_config(http_port=platform["port"], env=cluster.settings_env())
+    if env:
+        spec = next(d for d in config["applications"][0]["deployments"] if d["name"] == deployment)
+        spec["ray_actor_options"]["runtime_env"] = {"env_vars": env}
+    cluster.deploy(config)
+    deadline, streak = time.monotonic() + timeout_s, 0
+    while streak < 5:
+        assert time.monotonic() < deadline, f"{deployment} was not redeployed within {timeout_s:.0f}s"
+        try:
+            streak = streak + 1 if switched() else 0
+        except Exception:
+            streak = 0
+        time.sleep(0.2)
 
 
 @pytest.fixture

@@ -53,7 +53,10 @@ async def test_two_spoken_turns(platform, speak, output_dir):
     states = [e["state"] for e in client.of_type("agent.state")]
     assert states[:3] == ["speaking", "listening", "thinking"] and states[-1] == "listening"
     assert [e["state"] for e in client.of_type("user.state")][:2] == ["speaking", "silent"]
-    assert [e["turn_id"] for e in client.of_type("transcript")] == [1, 2]
+    finals = [e for e in client.of_type("transcript") if e["final"]]
+    assert [e["turn_id"] for e in finals] == [1, 2]
+    partials = [e for e in client.of_type("transcript") if not e["final"]]
+    assert partials and all(e["turn_id"] is None and e["text"] for e in partials)  # heard while the caller spoke
 
     await client.hangup()
     assert client.close_code == 1000 and client.of_type("session.ended")[-1]["reason"] == "hangup"
@@ -146,7 +149,7 @@ async def test_health_and_ready(platform):
     import urllib.request
 
     with urllib.request.urlopen(platform["http"] + "/health") as r:
-        assert json.loads(r.read()) == {"status": "ok"}
+        assert json.loads(r.read()) == {"status": "ok", "providers": {"asr": "whisper", "tts": "piper", "dialogue": "local"}, "preemptive_ms": 200}
     with urllib.request.urlopen(platform["http"] + "/ready") as r:
         body = json.loads(r.read())
     assert body["ready"] is True and body["capacity"] == 5

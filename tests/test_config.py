@@ -53,14 +53,16 @@ def test_dotenv_file_is_read(tmp_path, monkeypatch):
     assert load_settings().max_turns == 7
 
 
-def test_a_provider_without_its_adapter_is_refused_not_silently_replaced(monkeypatch):
-    from serve_app.config import check_providers_available
-
+def test_cloud_providers_are_selected_with_their_keys_and_endpoints(monkeypatch):
+    monkeypatch.setenv("VOICE_ASR_PROVIDER", "deepgram")
+    monkeypatch.setenv("DEEPGRAM_API_KEY", "dg-key")
+    monkeypatch.setenv("VOICE_DEEPGRAM_URL", "ws://127.0.0.1:9")
     monkeypatch.setenv("VOICE_TTS_PROVIDER", "openai")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    with pytest.raises(ConfigError, match="VOICE_TTS_PROVIDER=openai is not available"):
-        check_providers_available(load_settings())
-    check_providers_available(load_settings().model_copy(update={"tts_provider": "piper"}))
+    s = load_settings()
+    assert (s.asr_provider, s.tts_provider) == ("deepgram", "openai")
+    assert s.deepgram_api_key.get_secret_value() == "dg-key" and s.deepgram_url == "ws://127.0.0.1:9"
+    assert s.openai_tts_model == "gpt-4o-mini-tts" and "dg-key" not in repr(s)
 
 
 def test_cli_up_fails_fast_naming_the_variable(monkeypatch, capsys):

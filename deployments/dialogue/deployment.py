@@ -6,6 +6,7 @@ updated memory goes back with the reply.
 
 from __future__ import annotations
 
+import copy
 import logging
 from typing import AsyncIterator
 
@@ -18,7 +19,7 @@ from deployments.dialogue.tools import support_tools
 from deployments.knowledge.engine import KnowledgeBase
 from deployments.policy.engine import PolicyEngine
 from deployments.tools.breaker_actor import BreakerClient, breaker_actor
-from deployments.tools.router import ToolRouter
+from deployments.tools.router import NoToolsRouter, RunAheadRefused, ToolRouter
 from deployments.tools.support_store import SupportStore
 from serve_app.config import Settings, get_settings
 
@@ -38,18 +39,33 @@ class Dialogue:
         if n is not None:
             log.info("knowledge base (re)indexed: %d sections from %s", n, settings.kb_docs_path)
         self._engine = await build_engine(settings, self._router, self._kb, self._embed_many)
+        self._engine_ahead = copy.copy(self._engine)  # same engine, tools refused: for turns run ahead
+        self._engine_ahead._tools = NoToolsRouter(self._router)
 
     async def _embed_many(self, texts: list[str]) -> list[list[float]]:
         return await self._embeddings.embed_many.remote(texts)
 
-    async def respond(self, transcript: str, memory: dict, session_id: str = "", caller_id: str = "", history: list[dict] | None = None) -> AsyncIterator[dict]:
-        """Stream `{"sentence": ...}` items as the engine makes them, then one summary."""
+    async def respond(
+        self, transcript: str, memory: dict, session_id: str = "", caller_id: str = "", history: list[dict] | None = None, run_ahead: bool = False
+    ) -> AsyncIterator[dict]:
+        """Stream `{"sentence": ...}` items as the engine makes them, then one summary.
+
+        `run_ahead`: the caller may not have finished; answer only if it needs no tool and no
+        escalation (nothing that cannot be taken back), else yield `{"run_ahead": "refused"}`."""
         result = None
-        async for item in self._engine.stream(transcript, memory, session_id, caller_id, history):
-            if isinstance(item, TurnResult):
-                result = item
-            else:
-                yield {"sentence": item}
+        engine = self._engine_ahead if run_ahead else self._engine
+        try:
+            async for item in engine.stream(transcript, memory, session_id, caller_id, history):
+                if isinstance(item, TurnResult):
+                    result = item
+                else:
+                    yield {"sentence": item}
+        except RunAheadRefused:
+            yield {"run_ahead": "refused"}
+            return
+        if run_ahead and result.escalate:
+            yield {"run_ahead": "refused"}
+            return
         if result.escalate:
             self._store.record(session_id, "escalation", result.escalate, "escalated", 0.0, {"intent": result.intent})
         yield {

@@ -16,6 +16,7 @@ from typing import AsyncIterator
 from deployments.dialogue.support import HANDOFF, MEMORY_DEFAULTS, REFUSAL, TurnResult
 from deployments.dialogue.text import split_sentences
 from deployments.policy.engine import PolicyContext, PolicyEngine
+from deployments.tools.router import RunAheadRefused
 from models.state import ToolResult
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,8 @@ class OpenAIDialogueEngine:
                     messages.append({"role": "tool", "tool_call_id": call["id"], "content": json.dumps(output)})
                 if r.escalate:
                     break
+        except RunAheadRefused:
+            raise
         except Exception as exc:  # the model server failed: say so, count it, keep the call
             log.warning("chat completion failed: %r", exc)
             r.memory["consecutive_failures"] += 1

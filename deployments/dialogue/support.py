@@ -15,6 +15,7 @@ from typing import Awaitable, Callable
 from deployments.policy.engine import PolicyContext, PolicyEngine
 from deployments.policy.slots import extract_order_number, extract_pin
 from models.state import PolicyDecision, ToolResult
+from deployments.dialogue.text import split_sentences
 from serve_app.pii import mask_pii
 
 Classify = Callable[[str], Awaitable[tuple[str, float]]]
@@ -228,7 +229,7 @@ class SupportAgent:
         if answer is None or answer.confidence < self._threshold:
             return False
         r.intent = "knowledge"
-        self._succeeded(r.say(answer.text))
+        self._succeeded(r.say(*split_sentences(answer.text)))  # one TTS request per sentence
         return True
 
     async def _knowledge(self, text: str, r: TurnResult) -> TurnResult:

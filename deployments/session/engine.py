@@ -21,8 +21,8 @@ class SessionEngine:
         self._max_turns = max_turns
         self.state: SessionState | None = None
 
-    def start(self, session_id: str, caller_id: str, locale: str, actor_id: str | None = None) -> SessionState:
-        self.state = SessionState(session_id=session_id, caller_id=caller_id, locale=locale, actor_id=actor_id)
+    def start(self, session_id: str, caller_id: str, locale: str, actor_id: str | None = None, actor_name: str | None = None) -> SessionState:
+        self.state = SessionState(session_id=session_id, caller_id=caller_id, locale=locale, actor_id=actor_id, actor_name=actor_name)
         self.state.events.append(CallEvent(kind="session.started", detail={"locale": locale}))
         self.checkpoint()
         return self.state
@@ -63,11 +63,15 @@ class SessionEngine:
             self.state.status = SessionStatus.ESCALATED
             self.record("escalation", turn.turn_id, reason=summary["escalate"])
 
-    def finish_turn(self, turn_id: int, metrics: dict[str, float] | None = None, interrupted: bool = False) -> None:
+    def finish_turn(self, turn_id: int, metrics: dict[str, float] | None = None, interrupted: bool = False, heard: list[str] | None = None) -> None:
+        """Close a turn; after a barge-in `heard` is the part of the reply the caller heard,
+        and only that stays in the history the dialogue sees."""
         if 0 <= turn_id < len(self.state.turns):
             turn = self.state.turns[turn_id]
             turn.metrics.update(metrics or {})
             turn.interrupted = turn.interrupted or interrupted
+            if heard is not None:
+                turn.reply = [mask_pii(s) for s in heard]
         self.checkpoint()
 
     def record(self, kind: str, turn_id: int | None = None, **detail) -> None:

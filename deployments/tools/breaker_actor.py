@@ -30,6 +30,11 @@ class BreakerActor:
     def allow(self, tool: str) -> bool:
         return self._get(tool).allow()
 
+    def configure(self, name: str, failure_threshold: int, recovery_s: float) -> None:
+        """Give one breaker its own thresholds (a provider, not a tool); first caller wins."""
+        if name not in self._breakers:
+            self._breakers[name] = CircuitBreaker(failure_threshold, recovery_s)
+
     def record(self, tool: str, ok: bool) -> dict:
         breaker = self._get(tool)
         breaker.record(ok)
@@ -66,6 +71,9 @@ class BreakerClient:
             return True
         self.round_trips += 1
         return await self._actor.allow.remote(tool)
+
+    async def configure(self, name: str, failure_threshold: int, recovery_s: float) -> None:
+        await self._actor.configure.remote(name, failure_threshold, recovery_s)
 
     async def record(self, tool: str, ok: bool) -> None:
         snap = self._states.get(tool)

@@ -38,6 +38,26 @@ class ToolError(Exception):
     """A tool's own 'no': not found, not allowed. Not retried, not a breaker failure."""
 
 
+class RunAheadRefused(Exception):
+    """A turn run ahead of the endpoint wanted a tool: it must wait for the real turn."""
+
+
+class NoToolsRouter:
+    """The router a run-ahead dialogue sees: specs readable, every call refused.
+
+    A speculative turn may be thrown away, so it must not touch the world: no tool call,
+    no audit record, no breaker count."""
+
+    def __init__(self, router: "ToolRouter"):
+        self._router = router
+
+    def spec(self, name: str) -> ToolSpec:
+        return self._router.spec(name)
+
+    async def call(self, name: str, args: dict[str, Any], session_id: str = "") -> ToolResult:
+        raise RunAheadRefused(name)
+
+
 class ToolRouter:
     def __init__(self, tools: list[ToolSpec], breaker: Breaker, audit: Audit | None = None):
         self._tools = {t.name: t for t in tools}

@@ -1,13 +1,21 @@
-"""TTS Serve deployment: streams each sentence's audio as soon as it is synthesized."""
+"""TTS Serve deployment: streams each sentence's audio as soon as it is synthesized.
+
+With `VOICE_TTS_PROVIDER=openai` the cloud voice speaks (the caller's dialect picks it); piper
+stays loaded beside it, so a sentence the cloud cannot start is still spoken, by piper.
+Cancelling the stream (barge-in) closes the cloud request at once.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import AsyncIterator
 
 from ray import serve
 
 from serve_app.config import get_settings
+
+log = logging.getLogger(__name__)
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25})
@@ -15,10 +23,27 @@ class TTS:
     def __init__(self):
         from deployments.tts.engine import PiperEngine
 
-        self._engine = PiperEngine(get_settings().piper_voice_path)
+        settings = get_settings()
+        self._piper = PiperEngine(settings.piper_voice_path)
+        self._cloud = None
+        if settings.tts_provider == "openai":
+            from deployments.tts.openai_tts import OpenAITTSEngine
 
-    async def synthesize(self, text: str, sample_rate: int = 16000) -> AsyncIterator[bytes]:
-        chunks = self._engine.synthesize(text, sample_rate)
+            self._cloud = OpenAITTSEngine(settings.openai_api_key.get_secret_value(), settings.openai_base_url, settings.openai_tts_model)
+
+    async def synthesize(self, text: str, sample_rate: int = 16000, locale: str = "en-US") -> AsyncIterator[bytes]:
+        if self._cloud is not None:
+            started = False
+            try:
+                async for chunk in self._cloud.synthesize(text, sample_rate, locale):
+                    started = True
+                    yield chunk
+                return
+            except Exception as exc:
+                if started:
+                    raise  # half a sentence was spoken: a second voice would repeat it
+                log.warning("cloud TTS failed, piper speaks this sentence: %s", exc)
+        chunks = self._piper.synthesize(text, sample_rate)
         while True:
             chunk = await asyncio.to_thread(next, chunks, None)
             if chunk is None:

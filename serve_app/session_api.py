@@ -1,0 +1,26 @@
+"""Steer a live call from anywhere in the cluster: `say`, `reply`, `interrupt`, `close`.
+
+    actor = session_actor(session_id)
+    await actor.say.remote("Your refund has been approved.")
+
+The session store says which named actor holds the call; the actor passes each command to
+the Gateway replica that owns the caller's socket.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ray
+
+from deployments.session.actor import SESSION_NAMESPACE
+from deployments.session.store import SessionStore
+from serve_app.config import get_settings
+
+
+def session_actor(session_id: str, store_path: Path | str | None = None):
+    """The live call's session actor; LookupError when the call is unknown or over."""
+    state = SessionStore(store_path or get_settings().store_path).load(session_id)
+    if state is None or state.ended_at_ms is not None or not state.actor_name:
+        raise LookupError(f"no live call with session id {session_id}")
+    return ray.get_actor(state.actor_name, namespace=SESSION_NAMESPACE)
