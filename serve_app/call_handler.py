@@ -49,7 +49,7 @@ CHECK_IN = "Are you still there?"
 IDLE_GOODBYE = "I haven't heard from you, so I'll end the call now. Goodbye."
 
 Transcribe = Callable[[bytes, str], Awaitable[dict]]
-Synthesize = Callable[[str, int, str], AsyncIterator[bytes]]  # text, sample rate, locale
+Synthesize = Callable[[str, int, str, bool], AsyncIterator[bytes]]  # text, sample rate, locale, first of a reply
 
 
 @dataclass
@@ -483,7 +483,7 @@ class CallHandler:
             return ahead
         ahead.dialogue_ms = _ms_since(t0)
         t1 = time.monotonic()
-        chunks = self._synthesize(prepared["sentences"][0], self.params.output_sample_rate, self.params.locale)
+        chunks = self._synthesize(prepared["sentences"][0], self.params.output_sample_rate, self.params.locale, True)
         try:
             async for chunk in chunks:
                 if not ahead.first_audio:
@@ -585,7 +585,7 @@ class CallHandler:
         speech = self._speech
         t0 = time.monotonic()
         first = True
-        chunks = _aiter(audio) if audio else self._synthesize(sentence, self.params.output_sample_rate, self.params.locale)
+        chunks = _aiter(audio) if audio else self._synthesize(sentence, self.params.output_sample_rate, self.params.locale, index == 0)
         try:
             async for chunk in chunks:
                 if first:

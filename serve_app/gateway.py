@@ -130,8 +130,8 @@ class Gateway:
     async def _transcribe(self, pcm16: bytes, locale: str) -> dict:
         return await self._asr.transcribe.remote(pcm16, locale.split("-")[0])
 
-    def _synthesize(self, text: str, sample_rate: int, locale: str = "en-US"):
-        return self._tts.options(stream=True).synthesize.remote(text, sample_rate, locale)
+    def _synthesize(self, text: str, sample_rate: int, locale: str = "en-US", first: bool = False):
+        return self._tts.options(stream=True).synthesize.remote(text, sample_rate, locale, first)
 
     def _observe(self, stage: str, ms: float) -> None:
         self._metrics["stage"].observe(ms, tags={"stage": stage})

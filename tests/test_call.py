@@ -149,7 +149,7 @@ async def test_health_and_ready(platform):
     import urllib.request
 
     with urllib.request.urlopen(platform["http"] + "/health") as r:
-        assert json.loads(r.read()) == {"status": "ok", "providers": {"asr": "whisper", "tts": "piper", "dialogue": "local"}, "preemptive_ms": 200}
+        assert json.loads(r.read()) == {"status": "ok", "providers": {"asr": "whisper", "tts": "piper", "dialogue": "local"}, "preemptive_ms": 100}
     with urllib.request.urlopen(platform["http"] + "/ready") as r:
         body = json.loads(r.read())
     assert body["ready"] is True and body["capacity"] == 5

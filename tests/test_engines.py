@@ -149,3 +149,14 @@ def test_log_records_are_masked(caplog):
     with caplog.at_level(logging.INFO):
         logging.getLogger("anything").info("caller said %s", "card 4111 1111 1111 1111 and a@b.com")
     assert caplog.records[-1].getMessage() == "caller said card [CARD] and [EMAIL]"
+
+
+def test_tts_parts_keep_punctuation_and_a_long_first_sentence_starts_with_a_short_part():
+    from deployments.tts.engine import clauses, quick_start
+
+    hours = "Our customer service team is available Monday to Friday from nine in the morning to six, and Saturday from ten to four."
+    assert clauses(hours) == ["Our customer service team is available Monday to Friday from nine in the morning to six,", "and Saturday from ten to four."]
+    assert clauses("Hello, thanks for calling.") == ["Hello, thanks for calling."]  # parts under four words stay joined
+    assert quick_start(hours)[0] == "Our customer service team is available Monday to Friday"  # cut before "from", not inside "Monday to Friday"
+    assert " ".join(quick_start(hours)) == hours
+    assert quick_start("We ship to Canada and the United Kingdom.") == ["We ship to Canada and the United Kingdom."]

@@ -13,6 +13,7 @@ from typing import AsyncIterator
 
 from ray import serve
 
+from deployments.tts.engine import clauses, quick_start
 from serve_app.config import get_settings
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,8 @@ class TTS:
 
             self._cloud = OpenAITTSEngine(settings.openai_api_key.get_secret_value(), settings.openai_base_url, settings.openai_tts_model)
 
-    async def synthesize(self, text: str, sample_rate: int = 16000, locale: str = "en-US") -> AsyncIterator[bytes]:
+    async def synthesize(self, text: str, sample_rate: int = 16000, locale: str = "en-US", first: bool = False) -> AsyncIterator[bytes]:
+        """`first`: the reply's first sentence, where time to first audio is what the caller waits for."""
         if self._cloud is not None:
             started = False
             try:
@@ -43,9 +45,10 @@ class TTS:
                 if started:
                     raise  # half a sentence was spoken: a second voice would repeat it
                 log.warning("cloud TTS failed, piper speaks this sentence: %s", exc)
-        chunks = self._piper.synthesize(text, sample_rate)
-        while True:
-            chunk = await asyncio.to_thread(next, chunks, None)
-            if chunk is None:
-                return
-            yield chunk
+        for clause in quick_start(text) if first else clauses(text):  # a long sentence starts sooner, part by part
+            chunks = self._piper.synthesize(clause, sample_rate)
+            while True:
+                chunk = await asyncio.to_thread(next, chunks, None)
+                if chunk is None:
+                    break
+                yield chunk

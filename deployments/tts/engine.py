@@ -6,6 +6,7 @@ Piper yields one audio chunk per sentence; each is resampled to the call's outpu
 from __future__ import annotations
 
 import logging
+import re
 import time
 from pathlib import Path
 from typing import Iterator
@@ -43,3 +44,44 @@ class PiperEngine:
         config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0) if deterministic else None
         for chunk in self._voice.synthesize(text, syn_config=config):
             yield resample(chunk.audio_int16_bytes, self.sample_rate, sample_rate)
+
+
+_CLAUSE_END = re.compile(r"(?<=[,;:])\s+")
+
+
+def clauses(text: str, min_words: int = 4) -> list[str]:
+    """Split a sentence at commas, semicolons and colons into parts of at least `min_words`.
+
+    Piper renders a whole input before the first sample, in time proportional to its length;
+    synthesizing clause by clause lets a long sentence start playing sooner. The punctuation
+    stays with each part, so piper still gives it a continuing intonation."""
+    parts, current = [], ""
+    for piece in _CLAUSE_END.split(text.strip()):
+        current = f"{current} {piece}".strip()
+        if len(current.split()) >= min_words:
+            parts.append(current)
+            current = ""
+    if current:
+        if parts and len(current.split()) < min_words:
+            parts[-1] = f"{parts[-1]} {current}"
+        else:
+            parts.append(current)
+    return parts
+
+
+# Words a phrase may start with: a seam before one of them is the least audible.
+_PHRASE_START = {"and", "or", "but", "with", "from", "to", "for", "in", "on", "at", "against", "within", "after",
+                 "before", "because", "so", "if", "when", "until", "by", "about", "such", "which", "that"}
+
+
+def quick_start(text: str, min_words: int = 4, max_words: int = 10) -> list[str]:
+    """The first sentence of a reply, split so its first audio comes soon: clauses, then a
+    long first clause cut once, at the last phrase word in reach ("...warranty | against defects")."""
+    parts = clauses(text)
+    words = parts[0].split()
+    if len(words) <= max_words:
+        return parts
+    cuts = [i for i in range(min_words, max_words + 1) if words[i].lower().strip(",.") in _PHRASE_START]
+    if not cuts:
+        return parts
+    return [" ".join(words[: cuts[-1]]), " ".join(words[cuts[-1] :]), *parts[1:]]
