@@ -7,7 +7,8 @@ call per mode and speaks recorded utterances (piper, deterministic) at real time
 Voice-to-voice is measured by this client: from the last voiced sample of the utterance
 leaving the client to the first agent audio byte arriving. Between the two modes only the
 Gateway is redeployed (VOICE_PREEMPTIVE_MS=0 turns preemption off); models stay loaded.
-Prints P50/P95 per mode, each server stage's median (from `turn.metrics`), how many turns
+Prints each turn (client voice-to-voice, then the server's transcript/dialogue/TTS/first-audio
+ms), P50/P95 per mode, each server stage's median (from `turn.metrics`), how many turns
 were answered from a run-ahead, and the ratio of the two modes.
 """
 
@@ -147,7 +148,8 @@ def main() -> int:
             rows = asyncio.run(one_call(url, clips, args.turns))
             for r in rows:
                 v2v = f"{r['v2v_ms']:.0f}" if r["v2v_ms"] is not None else "-"
-                print(f"  {v2v:>5} ms  {r.get('preempted', '-'):<10}  {r['text']!r} -> {r['heard']!r}", flush=True)
+                server = "/".join(f"{r[k]:.0f}" if isinstance(r.get(k), (int, float)) else "-" for k in STAGES[1:])
+                print(f"  {v2v:>5} ms  server {server:<19}  {r.get('preempted', '-'):<10}  {r['text']!r} -> {r['heard']!r}", flush=True)
             results.append(summary(name, rows))
     finally:
         from ray import serve

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import AsyncIterator, Awaitable, Callable
 
 from deployments.audio import StreamResampler
@@ -38,6 +38,7 @@ from serve_app.hearing import Hearing
 from serve_app.pacer import AudioPacer
 from serve_app.pii import mask_pii
 from serve_app.playback import Speech, heard, is_backchannel
+from serve_app.prefetch import Prefetch
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ class Ahead:
     confidence: float | None
     ready_at: float
     prepared: dict | None = None  # actor.prepare_turn's answer
-    first_audio: list = field(default_factory=list)
+    audio: Prefetch | None = None  # the first sentence's audio: begun, still streaming
     dialogue_ms: float = 0.0
     tts_ms: float = 0.0
     provider: str = "whisper"  # who transcribed it
@@ -166,7 +167,8 @@ class CallHandler:
         try:
             reason, close_code = await self._ended
         finally:
-            for t in [*tasks, self._ahead, self._partial, self._speech_task]:
+            _discard(self._ahead)
+            for t in [*tasks, self._partial, self._speech_task]:
                 if t is not None:
                     t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -302,9 +304,8 @@ class CallHandler:
         return self._speech_task is not None and not self._speech_task.done()
 
     def _cancel_ahead(self) -> None:
-        if self._ahead is not None:
-            self._ahead.cancel()
-            self._ahead = None
+        _discard(self._ahead)
+        self._ahead = None
 
     def _maybe_partial(self) -> None:
         """A partial transcript every `partial_interval_ms` of speech, one at a time."""
@@ -393,6 +394,12 @@ class CallHandler:
                 await self._agent("listening")
 
     async def _handle(self, turn: TurnInput) -> None:
+        try:
+            await self._handle_turn(turn)
+        finally:
+            _discard(turn.ahead)  # a no-op once its audio was played
+
+    async def _handle_turn(self, turn: TurnInput) -> None:
         if turn.source in ("say", "checkin", "goodbye"):
             await self._settle(resume=False)
             said = await self.actor.say_turn.remote(turn.text, turn.source)
@@ -428,7 +435,8 @@ class CallHandler:
             committed = await self.actor.commit_turn.remote(text, turn.source, confidence, ahead.prepared)
             await self._send_text(event("transcript", turn_id=committed["turn_id"], text=committed["transcript"], final=True))
             summary = committed
-            await self._reply(committed["turn_id"], _aiter(ahead.prepared["sentences"]), metrics, turn.eos_at, ahead.first_audio, ahead.tts_ms)
+            audio, ahead.audio = ahead.audio, None  # from here on the reply owns it
+            await self._reply(committed["turn_id"], _aiter(ahead.prepared["sentences"]), metrics, turn.eos_at, audio, ahead.tts_ms)
         else:
             summary = await self._run_dialogue(text, turn.source, confidence, metrics, turn.eos_at)
             if summary is None:
@@ -483,16 +491,17 @@ class CallHandler:
             return ahead
         ahead.dialogue_ms = _ms_since(t0)
         t1 = time.monotonic()
-        chunks = self._synthesize(prepared["sentences"][0], self.params.output_sample_rate, self.params.locale, True)
+        audio = Prefetch(self._synthesize(prepared["sentences"][0], self.params.output_sample_rate, self.params.locale, True))
         try:
-            async for chunk in chunks:
-                if not ahead.first_audio:
-                    ahead.tts_ms = _ms_since(t1)
-                ahead.first_audio.append(chunk)
+            started = await audio.started()  # the first chunk is enough: the rest streams on
         except asyncio.CancelledError:
-            _stop(chunks)  # the caller went on: this audio will never be played
+            audio.cancel()  # the caller went on: this audio will never be played
             raise
-        ahead.prepared = prepared
+        if not started:
+            audio.cancel()
+            return ahead  # TTS failed: the turn runs at the endpoint, which reports it
+        ahead.tts_ms = _ms_since(t1)
+        ahead.prepared, ahead.audio = prepared, audio
         return ahead
 
     async def _run_dialogue(self, text: str, source: str, confidence, metrics: dict, eos_at: float) -> dict | None:
@@ -585,13 +594,13 @@ class CallHandler:
         speech = self._speech
         t0 = time.monotonic()
         first = True
-        chunks = _aiter(audio) if audio else self._synthesize(sentence, self.params.output_sample_rate, self.params.locale, index == 0)
+        chunks = audio if audio is not None else self._synthesize(sentence, self.params.output_sample_rate, self.params.locale, index == 0)
         try:
             async for chunk in chunks:
                 if first:
                     first = False
                     if metrics is not None and "tts_first_audio_ms" not in metrics:
-                        metrics["tts_first_audio_ms"] = tts_ms if audio else _ms_since(t0)
+                        metrics["tts_first_audio_ms"] = tts_ms if audio is not None else _ms_since(t0)
                     await self._agent("speaking")
                     await self._send_text(event("agent.text", turn_id=speech.turn_id, text=sentence))
                 if metrics is not None and "eos_to_first_audio_ms" not in metrics:
@@ -688,6 +697,16 @@ class CallHandler:
 
 def _ms_since(t: float) -> float:
     return round((time.monotonic() - t) * 1000, 1)
+
+
+def _discard(task: asyncio.Task | None) -> None:
+    """Drop a run-ahead: cancel it, or stop the audio it left streaming."""
+    if task is None:
+        return
+    if not task.done():
+        task.cancel()
+    elif not task.cancelled() and task.exception() is None and task.result().audio is not None:
+        task.result().audio.cancel()
 
 
 def _stop(stream) -> None:

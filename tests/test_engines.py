@@ -1,7 +1,5 @@
 """The pure engines with the real offline models: Whisper, piper, MiniLM, the session store."""
 
-import asyncio
-
 import pytest
 
 from deployments.dialogue.text import normalize, split_sentences
@@ -157,6 +155,10 @@ def test_tts_parts_keep_punctuation_and_a_long_first_sentence_starts_with_a_shor
     hours = "Our customer service team is available Monday to Friday from nine in the morning to six, and Saturday from ten to four."
     assert clauses(hours) == ["Our customer service team is available Monday to Friday from nine in the morning to six,", "and Saturday from ten to four."]
     assert clauses("Hello, thanks for calling.") == ["Hello, thanks for calling."]  # parts under four words stay joined
-    assert quick_start(hours)[0] == "Our customer service team is available Monday to Friday"  # cut before "from", not inside "Monday to Friday"
+    assert quick_start(hours)[0] == "Our customer service team"  # cut before the verb, not inside "Monday to Friday"
     assert " ".join(quick_start(hours)) == hours
-    assert quick_start("We ship to Canada and the United Kingdom.") == ["We ship to Canada and the United Kingdom."]
+    assert quick_start("We ship to Canada and the United Kingdom.") == ["We ship to Canada", "and the United Kingdom."]
+    assert quick_start("Returns are free within thirty days.") == ["Returns are free within thirty days."]  # six words: whole
+    assert quick_start("Standard delivery takes three to five business days.") == ["Standard delivery takes three to five business days."]  # not inside a range
+    assert quick_start("Every product comes with a one year warranty against manufacturing defects.")[0] == "Every product comes with a one year warranty"
+    assert quick_start("The warranty does not cover normal wear and tear, accidental damage, or items that were modified.")[0] == "The warranty does not cover normal wear and tear,"  # no two-word tail

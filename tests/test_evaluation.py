@@ -1,7 +1,5 @@
 """The offline evaluation runs in the suite: every shipped scenario passes on the local engine."""
 
-from pathlib import Path
-
 import pytest
 
 from serve_app.evaluate import DEFAULT_SCENARIOS, build_agent, load_scenarios, main, run_scenarios

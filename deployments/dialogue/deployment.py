@@ -41,9 +41,18 @@ class Dialogue:
         self._engine = await build_engine(settings, self._router, self._kb, self._embed_many)
         self._engine_ahead = copy.copy(self._engine)  # same engine, tools refused: for turns run ahead
         self._engine_ahead._tools = NoToolsRouter(self._router)
+        self._last: tuple[str, list[float]] | None = None
 
     async def _embed_many(self, texts: list[str]) -> list[list[float]]:
-        return await self._embeddings.embed_many.remote(texts)
+        """Intent routing and the knowledge base both embed the turn's text: the second asks
+        for the vector the first just got, so remember the last single text (one round trip
+        to Embeddings per turn, not two)."""
+        if len(texts) == 1 and self._last is not None and self._last[0] == texts[0]:
+            return [self._last[1]]
+        vectors = await self._embeddings.embed_many.remote(texts)
+        if len(texts) == 1:
+            self._last = (texts[0], vectors[0])
+        return vectors
 
     async def respond(
         self, transcript: str, memory: dict, session_id: str = "", caller_id: str = "", history: list[dict] | None = None, run_ahead: bool = False
