@@ -4,6 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
+# Debian's Chromium for the browser tests (tests/test_browser.py): Playwright drives it and
+# never downloads a browser of its own.
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then
+    as_root=""
+    [ "$(id -u)" = 0 ] || as_root="sudo"
+    $as_root apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null \
+        || { $as_root apt-get update -qq && $as_root apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null; }
+fi
 stamp=".venv/.setup-$(cat pyproject.toml constraints.txt scripts/setup.sh | sha256sum | cut -c1-16)"
 if [ -f "$stamp" ]; then
     echo "setup: already done ($stamp)"

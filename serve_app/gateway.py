@@ -7,9 +7,10 @@ through Serve's class-based ingress, or it takes `ws` for a query parameter (HTT
 
 import logging
 import uuid
+from pathlib import Path
 
-from fastapi import FastAPI, WebSocket
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, HTTPException, WebSocket
+from fastapi.responses import FileResponse, JSONResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
@@ -23,6 +24,11 @@ from serve_app.session_pool import AtCapacity, SessionPool
 
 log = logging.getLogger(__name__)
 api = FastAPI(title="voice-agent gateway", docs_url=None, redoc_url=None)
+
+# The browser caller: static files shipped in the package, served as they are (no build step).
+WEB = Path(__file__).parent / "web"
+WEB_FILES = {"app.js": "text/javascript", "worklets.js": "text/javascript", "style.css": "text/css"}
+NO_CACHE = {"Cache-Control": "no-cache"}
 
 
 def _metrics():
@@ -58,6 +64,18 @@ class Gateway:
         self._pool.start()  # pre-start session actors now, not on the first call
         # Deepgram's breaker lives with the tools' ones: one outage opens it for every call.
         self._breakers = BreakerClient(breaker_actor(self._settings.breaker_failure_threshold, self._settings.breaker_recovery_s))
+
+    @api.get("/")
+    async def page(self) -> FileResponse:
+        """The browser caller (docs: README, "Call from a browser")."""
+        return FileResponse(WEB / "index.html", media_type="text/html", headers=NO_CACHE)
+
+    @api.get("/static/{name}")
+    async def static(self, name: str) -> FileResponse:
+        media_type = WEB_FILES.get(name)
+        if media_type is None:
+            raise HTTPException(status_code=404, detail=f"no static file {name!r}")
+        return FileResponse(WEB / name, media_type=media_type, headers=NO_CACHE)
 
     @api.get("/health")
     async def health(self) -> dict:

@@ -1,0 +1,367 @@
+// Browser caller for protocol v1 (docs/protocol.md): microphone in, agent audio out, and what
+// the call is doing, on one page. Plain ES module, no build step, nothing fetched from outside.
+
+const WIRE_RATE = 16000;
+const CALLER_ID = /^[A-Za-z0-9_.-]{1,64}$/;
+const VOICE_LEVEL = 0.01; // mic frame RMS that counts as speech for the page's latency clock
+const CONNECT_TIMEOUT_MS = 10000;
+const TARGET_MS = 700;
+
+const $ = (id) => document.getElementById(id);
+
+// Counters a test (or a curious operator, in the console) can read.
+export const stats = {
+  state: "idle",
+  framesSent: 0,
+  audioBytesReceived: 0,
+  samplesPlayed: 0,
+  clears: 0,
+  latencies: [], // {turn, ms, kind, server}
+  lastEnd: null, // session.ended reason of the last call
+};
+window.voiceStats = stats;
+
+let call = null;
+
+function wsBase() {
+  // ?server=ws://host:port points the page at another gateway; by default the one serving it.
+  const override = new URLSearchParams(location.search).get("server");
+  if (override) return override.replace(/\/+$/, "");
+  return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}`;
+}
+
+function setConn(state, text) {
+  stats.state = state;
+  const el = $("conn");
+  el.dataset.state = state;
+  el.textContent = text || state;
+  const live = state === "connecting" || state === "connected";
+  $("connect").disabled = live;
+  $("hangup").disabled = !live;
+  $("text").disabled = $("send").disabled = state !== "connected";
+  $("reconnect").hidden = !(state === "dropped" || state === "failed" || state === "busy");
+}
+
+function message(text, kind = "info") {
+  const el = $("message");
+  el.hidden = !text;
+  el.textContent = text || "";
+  el.dataset.kind = kind;
+}
+
+function logLine(kind, text) {
+  const li = document.createElement("li");
+  li.className = kind;
+  li.textContent = text;
+  const log = $("log");
+  log.append(li);
+  log.scrollTop = log.scrollHeight;
+}
+
+function logEvent(ev) {
+  const li = document.createElement("li");
+  li.textContent = JSON.stringify(ev);
+  const list = $("events");
+  list.append(li);
+  while (list.children.length > 300) list.firstChild.remove();
+}
+
+function drawLatency() {
+  const rows = stats.latencies;
+  $("latency").replaceChildren(
+    ...rows.map((r) => {
+      const li = document.createElement("li");
+      const server = r.server != null ? `, server ${Math.round(r.server)} ms` : "";
+      li.textContent = `turn ${r.turn ?? "?"}: ${Math.round(r.ms)} ms${r.kind === "typed" ? " (typed)" : ""}${server}`;
+      return li;
+    }),
+  );
+  const svg = $("chart");
+  const ns = "http://www.w3.org/2000/svg";
+  const top = Math.max(1500, ...rows.map((r) => r.ms));
+  const shown = rows.slice(-20);
+  const w = 300 / Math.max(shown.length, 10);
+  const y = (ms) => 100 - (ms / top) * 90;
+  const nodes = shown.map((r, i) => {
+    const rect = document.createElementNS(ns, "rect");
+    rect.setAttribute("x", i * w + 1);
+    rect.setAttribute("width", Math.max(w - 2, 1));
+    rect.setAttribute("y", y(r.ms));
+    rect.setAttribute("height", 100 - y(r.ms));
+    const title = document.createElementNS(ns, "title");
+    title.textContent = `${Math.round(r.ms)} ms`;
+    rect.append(title);
+    return rect;
+  });
+  const line = document.createElementNS(ns, "line");
+  line.setAttribute("x1", 0);
+  line.setAttribute("x2", 300);
+  line.setAttribute("y1", y(TARGET_MS));
+  line.setAttribute("y2", y(TARGET_MS));
+  const label = document.createElementNS(ns, "text");
+  label.setAttribute("x", 298);
+  label.setAttribute("y", y(TARGET_MS) - 2);
+  label.setAttribute("text-anchor", "end");
+  label.textContent = `${TARGET_MS} ms`;
+  svg.replaceChildren(line, label, ...nodes);
+}
+
+class Call {
+  constructor(callerId, locale) {
+    this.callerId = callerId;
+    this.locale = locale;
+    this.started = false;
+    this.ended = null; // session.ended reason
+    this.hungUp = false;
+    this.lastVoiceAt = 0;
+    // A caller turn waiting for the agent's first audio: {since, kind, turn, ready}. Its turn id
+    // comes with the final transcript, and its audio starts right after its first agent.text:
+    // audio still playing from an earlier reply does not count.
+    this.awaiting = null;
+  }
+
+  async start() {
+    setConn("connecting", "connecting…");
+    message("");
+    this.ctx = new AudioContext({ latencyHint: "interactive" });
+    await this.ctx.audioWorklet.addModule("/static/worklets.js");
+    this.player = new AudioWorkletNode(this.ctx, "agent-player", {
+      numberOfInputs: 0,
+      outputChannelCount: [1],
+      processorOptions: { primeMs: 60 },
+    });
+    this.player.port.onmessage = (e) => {
+      if (e.data.type === "stats") stats.samplesPlayed = e.data.played;
+    };
+    this.player.connect(this.ctx.destination);
+    await this.ctx.resume();
+    await this.startMic();
+    this.open();
+  }
+
+  async startMic() {
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+      $("mic-state").textContent = "unavailable";
+      message("This page can use the microphone only over https or on localhost. You can still type.", "error");
+      return;
+    }
+    try {
+      this.stream = await navigator.mediaDevices.getUserMedia({
+        audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+      });
+    } catch (err) {
+      $("mic-state").textContent = "blocked";
+      const denied = err && (err.name === "NotAllowedError" || err.name === "SecurityError");
+      message(
+        denied
+          ? "Microphone access was denied. Allow it in the browser's site settings and reconnect; meanwhile you can type."
+          : `No microphone could be opened (${err && err.name}). You can still type.`,
+        "error",
+      );
+      return;
+    }
+    const source = this.ctx.createMediaStreamSource(this.stream);
+    this.mic = new AudioWorkletNode(this.ctx, "mic-capture", { numberOfOutputs: 0 });
+    this.mic.port.onmessage = (e) => this.onMicFrame(e.data);
+    source.connect(this.mic);
+    $("mic-state").textContent = "on";
+  }
+
+  onMicFrame({ pcm, level }) {
+    if (level > VOICE_LEVEL) this.lastVoiceAt = performance.now();
+    if (this.started && this.ws.readyState === WebSocket.OPEN) {
+      this.ws.send(pcm);
+      stats.framesSent++;
+    }
+  }
+
+  open() {
+    const q = new URLSearchParams({
+      caller_id: this.callerId,
+      locale: this.locale,
+      sample_rate: WIRE_RATE,
+      output_sample_rate: WIRE_RATE,
+    });
+    this.url = `${wsBase()}/ws/call?${q}`;
+    let ws;
+    try {
+      ws = new WebSocket(this.url);
+    } catch (err) {
+      this.fail(`The server address is not valid: ${err.message}`);
+      return;
+    }
+    this.ws = ws;
+    ws.binaryType = "arraybuffer";
+    this.timer = setTimeout(() => {
+      if (!this.started) ws.close();
+    }, CONNECT_TIMEOUT_MS);
+    ws.onmessage = (e) => (typeof e.data === "string" ? this.onEvent(e.data) : this.onAudio(e.data));
+    ws.onclose = (e) => this.onClose(e);
+  }
+
+  onAudio(data) {
+    stats.audioBytesReceived += data.byteLength;
+    if (this.awaiting && this.awaiting.ready) {
+      const ms = performance.now() - this.awaiting.since;
+      stats.latencies.push({ turn: this.awaiting.turn, ms, kind: this.awaiting.kind, server: null });
+      this.awaiting = null;
+      drawLatency();
+    }
+    this.player.port.postMessage({ type: "audio", pcm: data }, [data]);
+  }
+
+  onEvent(raw) {
+    let ev;
+    try {
+      ev = JSON.parse(raw);
+    } catch {
+      return;
+    }
+    logEvent(ev);
+    switch (ev.type) {
+      case "session.started":
+        this.started = true;
+        clearTimeout(this.timer);
+        setConn("connected", "connected");
+        break;
+      case "transcript":
+        if (ev.final) {
+          $("partial").textContent = "";
+          logLine("caller", ev.text);
+          if (this.awaiting && this.awaiting.turn == null) this.awaiting.turn = ev.turn_id;
+        } else {
+          $("partial").textContent = ev.text;
+        }
+        break;
+      case "agent.text":
+        logLine("agent", ev.text);
+        if (this.awaiting && this.awaiting.turn === ev.turn_id) this.awaiting.ready = true;
+        break;
+      case "agent.state":
+        $("agent-state").textContent = ev.state;
+        break;
+      case "user.state":
+        $("user-state").textContent = ev.state;
+        // The caller finished speaking: the clock runs from their last voiced frame.
+        if (ev.state === "silent" && this.lastVoiceAt) this.awaiting = { since: this.lastVoiceAt, kind: "voice", turn: null };
+        else if (ev.state === "speaking") this.awaiting = null;
+        break;
+      case "audio.clear":
+        stats.clears++;
+        this.player.port.postMessage({ type: "clear" });
+        break;
+      case "turn.metrics": {
+        const row = stats.latencies.findLast((r) => r.turn === ev.turn_id);
+        if (row && ev.eos_to_first_audio_ms != null) {
+          row.server = ev.eos_to_first_audio_ms;
+          drawLatency();
+        }
+        break;
+      }
+      case "escalation":
+        logLine("escalation", `Transferring you to a person (${ev.reason}).`);
+        message(`The call is being handed to a human agent (${ev.reason}).`);
+        break;
+      case "error":
+        logLine("error", `${ev.code}: ${ev.message}`);
+        message(`${ev.message} (${ev.code})`, "error");
+        break;
+      case "session.ended":
+        this.ended = ev.reason;
+        break;
+    }
+  }
+
+  sendText(text) {
+    if (!this.started) return;
+    this.ws.send(JSON.stringify({ type: "text", text }));
+    this.awaiting = { since: performance.now(), kind: "typed", turn: null };
+  }
+
+  hangup() {
+    this.hungUp = true;
+    if (this.ws && this.ws.readyState === WebSocket.OPEN && this.started) {
+      this.ws.send(JSON.stringify({ type: "hangup" }));
+      setTimeout(() => this.ws.readyState !== WebSocket.CLOSED && this.ws.close(), 3000);
+    } else if (this.ws) {
+      this.ws.close();
+    }
+  }
+
+  onClose(e) {
+    clearTimeout(this.timer);
+    this.stopAudio();
+    stats.lastEnd = this.ended;
+    $("partial").textContent = "";
+    $("agent-state").textContent = $("user-state").textContent = "-";
+    if (this.ended === "at_capacity") {
+      setConn("busy", "busy");
+      message("All lines are busy: the agent is at capacity. Please try again in a moment.", "error");
+    } else if (this.ended) {
+      setConn("ended", "call ended");
+      const why = {
+        hangup: "You hung up.",
+        agent_hangup: "The agent ended the call.",
+        escalated: "The call was handed to a human.",
+        idle_timeout: "The call ended after a long silence.",
+      }[this.ended];
+      message(`Call ended: ${why || this.ended}`);
+    } else if (!this.started) {
+      this.fail(
+        e.code === 1006
+          ? `Cannot reach the voice server at ${wsBase()} (or it refused the call). Check that the platform is running.`
+          : `The server closed the connection (${e.code} ${e.reason}).`,
+      );
+    } else if (this.hungUp) {
+      setConn("ended", "call ended");
+      message("Call ended.");
+    } else {
+      setConn("dropped", "connection lost");
+      message(`The connection dropped (${e.code}${e.reason ? " " + e.reason : ""}). Press Reconnect to call again.`, "error");
+    }
+  }
+
+  fail(text) {
+    this.stopAudio();
+    setConn("failed", "not connected");
+    message(text, "error");
+  }
+
+  stopAudio() {
+    if (this.stream) this.stream.getTracks().forEach((t) => t.stop());
+    $("mic-state").textContent = "off";
+    if (this.ctx && this.ctx.state !== "closed") this.ctx.close();
+  }
+}
+
+async function dial() {
+  const callerId = $("caller").value.trim();
+  const locale = $("locale").value.trim() || "en-US";
+  if (!CALLER_ID.test(callerId)) {
+    message("Caller id: 1 to 64 letters, digits, dots, dashes or underscores.", "error");
+    $("caller").focus();
+    return;
+  }
+  call = new Call(callerId, locale);
+  try {
+    await call.start();
+  } catch (err) {
+    call.fail(`Could not start audio: ${err.message}`);
+  }
+}
+
+$("dial").addEventListener("submit", (e) => {
+  e.preventDefault();
+  dial();
+});
+$("reconnect").addEventListener("click", dial);
+$("hangup").addEventListener("click", () => call && call.hangup());
+$("typed").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const text = $("text").value.trim();
+  if (!text || !call) return;
+  call.sendText(text);
+  $("text").value = "";
+});
+setConn("idle", "not connected");
+drawLatency();
