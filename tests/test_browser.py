@@ -58,11 +58,12 @@ def stats(page) -> dict:
     return page.evaluate("() => window.voiceStats")
 
 
-def caller_wav(speak, path: Path, text: str) -> Path:
-    """Silence while the greeting plays, the utterance, then silence for the endpoint."""
+def caller_wav(speak, path: Path, question: str, cut_in: str) -> Path:
+    """Silence while the greeting plays, a question, and a second one said while the agent is
+    still answering the first (a barge-in), then silence for the endpoint."""
     from deployments.audio import write_wav
 
-    write_wav(path, silence(4.0) + speak(text) + silence(6.0), 16000)
+    write_wav(path, silence(4.0) + speak(question) + silence(3.0) + speak(cut_in) + silence(6.0), 16000)
     return path
 
 
@@ -76,7 +77,7 @@ def save_failure(page, output_dir: Path) -> None:
 def test_browser_call(platform, playwright, speak, output_dir):
     from playwright.sync_api import expect
 
-    wav = caller_wav(speak, output_dir / "caller.wav", "What are your opening hours?")
+    wav = caller_wav(speak, output_dir / "caller.wav", "What are your opening hours?", "How long is the warranty?")
     browser = launch(playwright, "--use-fake-ui-for-media-stream", f"--use-file-for-fake-audio-capture={wav}%noloop")
     page = None
     try:
@@ -99,21 +100,29 @@ def test_browser_call(platform, playwright, speak, output_dir):
         assert 0 < voice["ms"] < 5000, voice
         assert s["framesSent"] > 300, s  # 20 ms frames: at least the 6 s the WAV took to reach the speech
         expect(page.locator("#latency li").first).to_contain_text("ms")
-        expect(page.locator("#chart rect")).to_have_count(len(s["latencies"]))
+
+        # The second question cuts the answer short: audio.clear empties the page's buffer.
+        page.wait_for_function("() => window.voiceStats.clears >= 1")
+        page.wait_for_function("() => window.voiceStats.bufferedAfterClear !== null")
+        assert stats(page)["bufferedAfterClear"] == 0
+        expect(page.locator("#log li.caller").nth(1)).to_have_text(re.compile("warranty", re.I))
+        expect(page.locator("#log li.agent").filter(has_text=re.compile("warranty|year", re.I)).first).to_be_visible()
 
         # A typed turn, with the keyboard only, once the answer has been spoken.
         expect(page.locator("#agent-state")).to_have_text("listening")
         page.focus("#text")
-        page.keyboard.type("How long is the warranty?")
+        page.keyboard.type("Do you ship to Canada?")
         page.keyboard.press("Enter")
-        expect(page.locator("#log li.caller").nth(1)).to_have_text(re.compile("warranty", re.I))
-        expect(page.locator("#log li.agent").filter(has_text=re.compile("warranty|year", re.I)).first).to_be_visible()
+        expect(page.locator("#log li.caller").nth(2)).to_have_text(re.compile("canada", re.I))
+        expect(page.locator("#log li.agent").filter(has_text=re.compile("canada", re.I)).first).to_be_visible()
         page.wait_for_function("() => window.voiceStats.latencies.some(r => r.kind === 'typed')")
         page.wait_for_function("() => window.voiceStats.latencies.every(r => r.server !== null)")  # turn.metrics joined
         rows = stats(page)["latencies"]
         turns = [r["turn"] for r in rows]
         assert turns == sorted(set(turns)) and turns[0] >= 1, turns  # one row per turn, the greeting not among them
         assert all(0 < r["ms"] < 5000 for r in rows), rows
+        assert [r["kind"] for r in rows] == ["voice", "voice", "typed"], rows
+        expect(page.locator("#chart rect")).to_have_count(3)
         page.screenshot(path=str(output_dir / "call.png"), full_page=True)
 
         page.click("#hangup")

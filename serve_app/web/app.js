@@ -16,6 +16,7 @@ export const stats = {
   audioBytesReceived: 0,
   samplesPlayed: 0,
   clears: 0,
+  bufferedAfterClear: null, // what the player held right after the last audio.clear (0: emptied)
   latencies: [], // {turn, ms, kind, server}
   lastEnd: null, // session.ended reason of the last call
 };
@@ -98,12 +99,7 @@ function drawLatency() {
   line.setAttribute("x2", 300);
   line.setAttribute("y1", y(TARGET_MS));
   line.setAttribute("y2", y(TARGET_MS));
-  const label = document.createElementNS(ns, "text");
-  label.setAttribute("x", 298);
-  label.setAttribute("y", y(TARGET_MS) - 2);
-  label.setAttribute("text-anchor", "end");
-  label.textContent = `${TARGET_MS} ms`;
-  svg.replaceChildren(line, label, ...nodes);
+  svg.replaceChildren(line, ...nodes);
 }
 
 class Call {
@@ -131,7 +127,9 @@ class Call {
       processorOptions: { primeMs: 60 },
     });
     this.player.port.onmessage = (e) => {
-      if (e.data.type === "stats") stats.samplesPlayed = e.data.played;
+      if (e.data.type !== "stats") return;
+      stats.samplesPlayed = e.data.played;
+      if (e.data.cleared) stats.bufferedAfterClear = e.data.buffered;
     };
     this.player.connect(this.ctx.destination);
     await this.ctx.resume();

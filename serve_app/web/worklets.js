@@ -78,12 +78,12 @@ class AgentPlayer extends AudioWorkletProcessor {
       this.offset = 0;
       this.playing = false;
       this.waited = 0;
-      this.report();
+      this.report(true);
     }
   }
 
-  report() {
-    this.port.postMessage({ type: "stats", played: this.played, buffered: this.buffered, playing: this.playing });
+  report(cleared = false) {
+    this.port.postMessage({ type: "stats", played: this.played, buffered: this.buffered, playing: this.playing, cleared });
     this.sinceReport = 0;
   }
 
