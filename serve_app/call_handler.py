@@ -38,7 +38,7 @@ from serve_app.hearing import Hearing
 from serve_app.pacer import AudioPacer
 from serve_app.pii import mask_pii
 from serve_app.playback import Speech, heard, is_backchannel
-from serve_app.prefetch import Prefetch
+from serve_app.prefetch import Prefetch, stop_stream
 
 log = logging.getLogger(__name__)
 
@@ -608,7 +608,7 @@ class CallHandler:
                 speech.add_audio(index, len(chunk) / 2 / self.params.output_sample_rate)
                 await self._pacer.send(chunk)
         except asyncio.CancelledError:
-            _stop(chunks)  # barge-in: the TTS replica stops too (a cloud voice hangs up)
+            stop_stream(chunks)  # barge-in: the TTS replica stops too (a cloud voice hangs up)
             raise
         except Exception as exc:
             log.warning("call %s: TTS failed for %r: %r", self.session_id, mask_pii(sentence)[:60], exc)
@@ -707,13 +707,6 @@ def _discard(task: asyncio.Task | None) -> None:
         task.cancel()
     elif not task.cancelled() and task.exception() is None and task.result().audio is not None:
         task.result().audio.cancel()
-
-
-def _stop(stream) -> None:
-    """Cancel a Serve streaming response: leaving the loop alone would let the replica run on."""
-    cancel = getattr(stream, "cancel", None)
-    if cancel is not None:
-        cancel()
 
 
 async def _aiter(items):

@@ -15,6 +15,13 @@ from typing import AsyncIterator
 _END = object()
 
 
+def stop_stream(stream) -> None:
+    """Cancel a Serve streaming response: leaving the loop alone would let the replica run on."""
+    cancel = getattr(stream, "cancel", None)
+    if cancel is not None:
+        cancel()
+
+
 class Prefetch:
     def __init__(self, stream):
         self._stream = stream
@@ -31,9 +38,7 @@ class Prefetch:
                 self._first.set()
             self._queue.put_nowait(_END)
         except asyncio.CancelledError:
-            cancel = getattr(self._stream, "cancel", None)
-            if cancel is not None:
-                cancel()  # a Serve streaming response: the replica stops too
+            stop_stream(self._stream)
             raise
         except Exception as exc:
             self._queue.put_nowait(exc)

@@ -326,9 +326,11 @@ class Call {
   }
 
   stopAudio() {
+    // Idempotent: a close that ends in fail() reaches here twice.
     if (this.stream) this.stream.getTracks().forEach((t) => t.stop());
+    if (this.ctx) this.ctx.close();
+    this.stream = this.ctx = null;
     $("mic-state").textContent = "off";
-    if (this.ctx && this.ctx.state !== "closed") this.ctx.close();
   }
 }
 
