@@ -98,6 +98,7 @@ def test_browser_call(platform, playwright, speak, output_dir):
         s = stats(page)
         voice = [r for r in s["latencies"] if r["kind"] == "voice"][0]
         assert 0 < voice["ms"] < 5000, voice
+        assert s["partials"] >= 1, s  # the caller's words showed while they spoke, before the final
         assert s["framesSent"] > 300, s  # 20 ms frames: at least the 6 s the WAV took to reach the speech
         expect(page.locator("#latency li").first).to_contain_text("ms")
 
@@ -201,7 +202,8 @@ class DropProxy:
 
 
 def test_browser_errors(platform, playwright, output_dir):
-    """Microphone denied, server unreachable, at capacity, a dropped connection and reconnect."""
+    """Microphone denied (typing still works, an escalation shows), server unreachable, at
+    capacity, a dropped connection and reconnect."""
     from playwright.sync_api import expect
     from websocket import create_connection
 
@@ -216,8 +218,14 @@ def test_browser_errors(platform, playwright, output_dir):
         page.fill("#text", "What are your opening hours?")
         page.click("#send")
         expect(page.locator("#log li.caller")).to_have_text(re.compile("opening hours", re.I))
-        page.click("#hangup")
+        # Asking for a person: the page shows the escalation, then the call's end.
+        expect(page.locator("#agent-state")).to_have_text("listening")
+        page.fill("#text", "I want to speak to a human")
+        page.click("#send")
+        expect(page.locator("#log li.escalation")).to_contain_text("Transferring you to a person")
         expect(page.locator("#conn")).to_have_text("call ended")
+        expect(page.locator("#message")).to_contain_text("handed to a human")
+        assert stats(page)["lastEnd"] == "escalated"
 
         # Nobody listening on the server address.
         with socket.socket() as s:

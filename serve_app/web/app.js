@@ -13,6 +13,7 @@ const $ = (id) => document.getElementById(id);
 export const stats = {
   state: "idle",
   framesSent: 0,
+  partials: 0, // partial transcripts shown while the caller spoke
   audioBytesReceived: 0,
   samplesPlayed: 0,
   clears: 0,
@@ -229,6 +230,7 @@ class Call {
           if (this.awaiting && this.awaiting.turn == null) this.awaiting.turn = ev.turn_id;
         } else {
           $("partial").textContent = ev.text;
+          stats.partials++;
         }
         break;
       case "agent.text":
