@@ -14,12 +14,15 @@ BACKCHANNELS = {"uh", "huh", "uh-huh", "uhhuh", "mm", "mhm", "mmhmm", "mm-hmm", 
 
 
 # Whisper spells hums many ways ("Mm-mm", "MMOM", "Hmmm", "Uhhh"): letters of a hum only.
-_HUM = re.compile(r"(?:[mh]+|[mh]+[uoa]?[mh]+|u+h*|a+h+|o+h*|e+r+m*|u+m+)")
+# ("m" then an optional vowel and more m/h, written so no letter can be read two ways: linear time)
+_HUM = re.compile(r"[mh]++(?:[uoa][mh]++)?|u+h*|a+h+|o+h*|e+r+m*|u+m+")
+# a tag ends at its own closer and never spans another opener, so an unclosed "[[[[" is read once
+_NOISE = re.compile(r"\[[^\][]*+\]|\([^)(]*+\)|\*[^*]*+\*")
 
 
 def is_backchannel(text: str) -> bool:
     """Nothing said but noise or a filler: Whisper's "(coughs)", "[Music]", "Mm-hmm.", ""."""
-    text = re.sub(r"\[[^\]]*\]|\([^)]*\)|\*[^*]*\*", " ", text.lower())
+    text = _NOISE.sub(" ", text.lower())
     words = re.findall(r"[a-z0-9]+(?:-[a-z]+)*", text)
     return all(w in BACKCHANNELS or all(_HUM.fullmatch(part) for part in w.split("-")) for w in words)
 

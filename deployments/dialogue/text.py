@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'])")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s++(?=[A-Z0-9\"'])")  # possessive: a run of spaces is read once
 
 
 def split_sentences(text: str) -> list[str]:
