@@ -15,8 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 64 * 1024
 MAX_TEXT_CHARS = 2000
-CALLER_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-LOCALE_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+# \Z, not $: "$" also matches before a final newline, which would let "alice\n" through.
+CALLER_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
+LOCALE_RE = re.compile(r"^[a-z]{2,3}(?:-[A-Za-z0-9]{2,8})*+\Z")  # possessive: '-' parts are read once
 SUPPORTED_SAMPLE_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
 
 
@@ -139,5 +140,8 @@ def session_started(session_id: str, input_rate: int, output_rate: int) -> str:
     )
 
 
-def error_event(code: str, message: str) -> str:
+def error_event(code: str, message: str, suppressed: int = 0) -> str:
+    """`suppressed`: errors of this code held back since the last one sent (rate limit)."""
+    if suppressed:
+        return event("error", code=code, message=message, suppressed=suppressed)
     return event("error", code=code, message=message)

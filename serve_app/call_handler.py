@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
 from typing import AsyncIterator, Awaitable, Callable
 
 from deployments.audio import StreamResampler
@@ -34,11 +33,15 @@ from models.protocol import (
     session_started,
 )
 from serve_app.config import Settings
+from serve_app.deadlines import Deadlines, StageTimeout, first_within, items_within, next_item, within
+from serve_app.guards import ErrorLimiter, TokenBucket
 from serve_app.hearing import Hearing
 from serve_app.pacer import AudioPacer
+from serve_app.partial_mask import mask_number_runs
 from serve_app.pii import mask_pii
 from serve_app.playback import Speech, heard, is_backchannel
 from serve_app.prefetch import Prefetch, stop_stream
+from serve_app.turn_parts import Ahead, Interrupted, TurnInput, discard_ahead as _discard
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,8 @@ VAD_RATE = 16000
 AUDIO_AHEAD_ALLOWANCE_S = 10.0  # how far caller audio may run ahead of the wall clock (bursty networks)
 SORRY_ASR = "Sorry, I couldn't hear that clearly. Could you say it again?"
 SORRY_DIALOGUE = "Sorry, something went wrong on my side. Could you say that again?"
+FALLBACK_GREETING = "Hello, thanks for calling. How can I help you today?"
+CLOSE_WAIT_S = 1.0  # at the end of a call, for the Deepgram stream and the socket's close
 CHECK_IN = "Are you still there?"
 IDLE_GOODBYE = "I haven't heard from you, so I'll end the call now. Goodbye."
 
@@ -53,61 +58,9 @@ Transcribe = Callable[[bytes, str], Awaitable[dict]]
 Synthesize = Callable[[str, int, str, bool], AsyncIterator[bytes]]  # text, sample rate, locale, first of a reply
 
 
-@dataclass
-class TurnInput:
-    source: str  # speech, text; reply (session API); say, checkin, goodbye (agent speaks as is)
-    eos_at: float  # monotonic time the caller stopped speaking (or sent the text)
-    endpoint_ms: float = 0.0
-    audio: bytes = b""
-    end_sample: int = 0  # where the utterance ended in the call's 16 kHz stream
-    text: str = ""
-    ahead: asyncio.Task | None = None  # the run-ahead started when the caller paused
-    over_agent: bool = False  # said while the agent was talking
-
-
-@dataclass
-class Ahead:
-    """A turn run ahead of the endpoint: transcript, and maybe the reply and its first audio."""
-
-    text: str
-    confidence: float | None
-    ready_at: float
-    prepared: dict | None = None  # actor.prepare_turn's answer
-    audio: Prefetch | None = None  # the first sentence's audio: begun, still streaming
-    dialogue_ms: float = 0.0
-    tts_ms: float = 0.0
-    provider: str = "whisper"  # who transcribed it
-
-
-@dataclass
-class Interrupted:
-    """A reply stopped by a barge-in, waiting to learn if the caller really took the turn."""
-
-    turn_id: int | None
-    sentences: list[str]
-    heard: list[str]
-    resume_at: int
-    metrics: dict
-
-
-class TokenBucket:
-    def __init__(self, rate: float, burst: int, clock=time.monotonic):
-        self.rate, self.burst, self._clock = rate, burst, clock
-        self._tokens, self._at = float(burst), clock()
-
-    def take(self) -> bool:
-        now = self._clock()
-        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
-        self._at = now
-        if self._tokens >= 1:
-            self._tokens -= 1
-            return True
-        return False
-
-
 class CallHandler:
     def __init__(self, ws, params: ConnectParams, session_id: str, actor, transcribe: Transcribe, synthesize: Synthesize, vad_stream: VADStream, settings: Settings,
-                 observe: Callable[[str, float], None] | None = None, breaker=None):
+                 observe: Callable[[str, float], None] | None = None, breaker=None, clock=time.monotonic):
         self.ws = ws
         self.params = params
         self.session_id = session_id
@@ -129,6 +82,10 @@ class CallHandler:
         self._pacer = AudioPacer(self._send_bytes, params.output_sample_rate, settings.playback_lead_ms / 1000)
         self._turns: asyncio.Queue[TurnInput] = asyncio.Queue(maxsize=8)
         self._text_bucket = TokenBucket(settings.text_rate_per_s, settings.text_burst)
+        self._frame_bucket = TokenBucket(settings.max_frames_per_s, settings.frame_burst, clock)  # any size counts
+        self._errors = ErrorLimiter(clock=clock)
+        self._dl = Deadlines.from_settings(settings)
+        self._awaiting_pin = False  # the agent asked for a PIN: partial transcripts mask numbers
         self._dropped = 0
         self._audio_s = 0.0  # caller audio received, to refuse audio far faster than real time
         self._audio_clock: float | None = None
@@ -138,6 +95,7 @@ class CallHandler:
         self._agent_state = None
         self._user_state = "silent"
         self.finalized = False
+        self._final_tried = False
         self._busy = False  # the worker is on a turn
         self._ahead: asyncio.Task | None = None
         self._partial: asyncio.Task | None = None
@@ -172,7 +130,7 @@ class CallHandler:
                 if t is not None:
                     t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await self._hearing.close()
+            await _quietly(self._hearing.close(), CLOSE_WAIT_S, "hearing close")
         await self.checkpoint_final(reason)  # the store is final before the caller hears session.ended
         if close_code is not None:
             await self._send_text(event("session.ended", reason=reason))
@@ -180,13 +138,15 @@ class CallHandler:
         return reason
 
     async def checkpoint_final(self, reason: str) -> None:
-        if self.finalized:
+        """Tried once, within its deadline: past it the actor is killed at release, unsaved."""
+        if self._final_tried:
             return
+        self._final_tried = True
         try:
-            await self.actor.finalize.remote(reason)
+            await within(self.actor.finalize.remote(reason), self._dl.checkpoint_s, "final checkpoint")
             self.finalized = True
-        except Exception:
-            log.exception("call %s: final checkpoint failed", self.session_id)
+        except Exception as exc:
+            log.error("call %s: final checkpoint failed: %r", self.session_id, exc)
 
     def finish(self, reason: str, close_code: int | None = CloseCode.NORMAL) -> None:
         if not self._ended.done():
@@ -235,13 +195,22 @@ class CallHandler:
         if self._closed:
             return
         self._closed = True
-        try:
-            await self.ws.close(code=code, reason=reason[:120])
-        except Exception:
-            pass
+        await _quietly(self.ws.close(code=code, reason=reason[:120]), CLOSE_WAIT_S, "close")
 
-    async def _error(self, code: str, message: str) -> None:
-        await self._send_text(error_event(code, message))
+    async def _error(self, code: str, message: str, always: bool = False) -> None:
+        """At most one error event per code a second (a flood is not echoed); `always` for
+        the one before a close."""
+        held = self._errors.admit(code)
+        if held is not None or always:
+            await self._send_text(error_event(code, message, held or 0))
+
+    async def _actor_call(self, ref, what: str, default=None):
+        """A bookkeeping call to the session actor, within its deadline; `default` if it fails."""
+        try:
+            return await within(ref, self._dl.actor_call_s, what)
+        except Exception as exc:
+            log.warning("call %s: session actor %s failed: %r", self.session_id, what, exc)
+            return default
 
     async def _agent(self, state: str) -> None:
         if state != self._agent_state:
@@ -264,11 +233,14 @@ class CallHandler:
                 return
             try:
                 if msg.get("bytes") is not None:
+                    if not self._frame_bucket.take():
+                        rate = self._settings.max_frames_per_s
+                        raise ProtocolError("flooding", f"more than {rate:g} binary frames a second", CloseCode.POLICY)
                     await self._on_audio(msg["bytes"])
                 elif msg.get("text") is not None:
                     await self._on_text(msg["text"])
             except ProtocolError as exc:
-                await self._error(exc.code, exc.message)
+                await self._error(exc.code, exc.message, always=exc.close_code is not None)
                 if exc.close_code is not None:
                     self.finish(exc.code, exc.close_code)
                     return
@@ -325,12 +297,24 @@ class CallHandler:
             log.info("call %s: partial transcript skipped: %r", self.session_id, exc)
             return
         if result["text"] and self._endpointer.speaking:
-            await self._send_text(event("transcript", turn_id=None, text=mask_pii(result["text"]), final=False))
+            await self._send_text(self._partial_event(result["text"]))
 
     def _interim(self, text: str) -> None:
         """A Deepgram interim result: a partial transcript while the caller speaks."""
         if self._endpointer.speaking and not is_backchannel(text):
-            asyncio.get_running_loop().create_task(self._send_text(event("transcript", turn_id=None, text=mask_pii(text), final=False)))
+            asyncio.get_running_loop().create_task(self._send_text(self._partial_event(text)))
+
+    def _partial_event(self, text: str) -> str:
+        """Personal data masked; while a PIN is awaited, every number too (it may be the PIN's start)."""
+        masked = mask_pii(text)
+        if self._awaiting_pin:
+            masked = mask_number_runs(masked)
+        return event("transcript", turn_id=None, text=masked, final=False)
+
+    def _note(self, summary: dict) -> None:
+        """A turn's outcome from the session actor: is a PIN awaited now?"""
+        if "awaiting" in summary:
+            self._awaiting_pin = summary["awaiting"] == "pin"
 
     async def _barge_in(self) -> None:
         """The caller talks over the agent: stop the audio at once and tell the client to drop
@@ -378,8 +362,15 @@ class CallHandler:
 
     async def _worker(self) -> None:
         greeting = self.actor.greet.remote()
-        first = await (await greeting.__anext__())
-        await self._reply(first["turn_id"], self._sentences_from(greeting, {}), metrics=None)
+        try:
+            first = await within(next_item(greeting), self._dl.greeting_s, "greeting")
+            sentences = self._sentences_from(greeting, {}, deadline=self._dl.greeting_s)
+            ok = await self._reply(first["turn_id"], sentences, metrics=None)
+        except Exception as exc:
+            log.warning("call %s: greeting failed: %r", self.session_id, exc)
+            ok = False
+        if not ok:
+            await self._reply(None, _aiter([FALLBACK_GREETING]), metrics=None)
         if self._settle_now:
             await self._settle(resume=False)
         await self._agent("listening")
@@ -402,7 +393,8 @@ class CallHandler:
     async def _handle_turn(self, turn: TurnInput) -> None:
         if turn.source in ("say", "checkin", "goodbye"):
             await self._settle(resume=False)
-            said = await self.actor.say_turn.remote(turn.text, turn.source)
+            said = await self._actor_call(self.actor.say_turn.remote(turn.text, turn.source),
+                                          "say_turn", {"turn_id": None})
             await self._reply(said["turn_id"], _aiter([turn.text]), metrics=None)
             await self._settle(resume=False)
             if turn.source == "goodbye":
@@ -430,14 +422,10 @@ class CallHandler:
             await self._agent("listening")  # noise or a breath: nothing was said
             return
         await self._agent("thinking")
+        summary = None
         if ahead is not None and ahead.prepared is not None:
-            metrics.update(preempted="reply", dialogue_first_sentence_ms=ahead.dialogue_ms)
-            committed = await self.actor.commit_turn.remote(text, turn.source, confidence, ahead.prepared)
-            await self._send_text(event("transcript", turn_id=committed["turn_id"], text=committed["transcript"], final=True))
-            summary = committed
-            audio, ahead.audio = ahead.audio, None  # from here on the reply owns it
-            await self._reply(committed["turn_id"], _aiter(ahead.prepared["sentences"]), metrics, turn.eos_at, audio, ahead.tts_ms)
-        else:
+            summary = await self._commit(ahead, text, turn, confidence, metrics)
+        if summary is None:  # not run ahead, or the session changed since: the turn is run now
             summary = await self._run_dialogue(text, turn.source, confidence, metrics, turn.eos_at)
             if summary is None:
                 return
@@ -451,6 +439,28 @@ class CallHandler:
             return
         if self._settle_now:
             await self._settle(resume=False)
+
+    async def _commit(self, ahead: Ahead, text: str, turn: TurnInput, confidence, metrics: dict) -> dict | None:
+        """Play a turn run ahead. None when the session changed since it was prepared (a typed
+        turn, a session-API reply): its memory is stale, so the turn is run anew."""
+        try:
+            ref = self.actor.commit_turn.remote(text, turn.source, confidence, ahead.prepared)
+            committed = await within(ref, self._dl.actor_call_s, "commit_turn")
+        except Exception as exc:
+            log.warning("call %s: commit failed: %r", self.session_id, exc)
+            await self._error("dialogue_failed", "the agent could not answer this turn")
+            await self._say_fallback(SORRY_DIALOGUE)
+            return {}
+        if committed.get("stale"):
+            log.info("call %s: the session changed since this turn was run ahead; running it again", self.session_id)
+            return None
+        self._note(committed)
+        metrics.update(preempted="reply", dialogue_first_sentence_ms=ahead.dialogue_ms)
+        turn_id = committed["turn_id"]
+        await self._send_text(event("transcript", turn_id=turn_id, text=committed["transcript"], final=True))
+        audio, ahead.audio = ahead.audio, None  # from here on the reply owns it
+        await self._reply(turn_id, _aiter(ahead.prepared["sentences"]), metrics, turn.eos_at, audio, ahead.tts_ms)
+        return committed
 
     async def _transcript(self, turn: TurnInput, metrics: dict) -> Ahead | None:
         """The run-ahead's transcript when it had one, else transcribe now."""
@@ -480,12 +490,16 @@ class CallHandler:
         result = await self._hearing.transcribe(audio, end_sample)
         ahead = Ahead(result["text"], result["confidence"], time.monotonic(), provider=result["provider"])
         if ahead.text and not is_backchannel(ahead.text):
-            await self._send_text(event("transcript", turn_id=None, text=mask_pii(ahead.text), final=False))
+            await self._send_text(self._partial_event(ahead.text))
         if not reply_too or is_backchannel(ahead.text):
             log.debug("call %s: transcript only ahead (reply_too=%s)", self.session_id, reply_too)
             return ahead
         t0 = time.monotonic()
-        prepared = await self.actor.prepare_turn.remote(ahead.text)
+        try:
+            prepared = await within(self.actor.prepare_turn.remote(ahead.text), self._dl.dialogue_s, "prepare_turn")
+        except Exception as exc:
+            log.warning("call %s: reply not prepared ahead: %r", self.session_id, exc)
+            return ahead  # the turn runs at the endpoint, which reports any failure
         if prepared.get("refused") or not prepared["sentences"]:
             log.info("call %s: reply not prepared ahead (%s)", self.session_id, "refused" if prepared.get("refused") else "no sentence")
             return ahead
@@ -493,10 +507,12 @@ class CallHandler:
         t1 = time.monotonic()
         audio = Prefetch(self._synthesize(prepared["sentences"][0], self.params.output_sample_rate, self.params.locale, True))
         try:
-            started = await audio.started()  # the first chunk is enough: the rest streams on
+            started = await within(audio.started(), self._dl.tts_first_audio_s, "tts first audio")
         except asyncio.CancelledError:
             audio.cancel()  # the caller went on: this audio will never be played
             raise
+        except StageTimeout:
+            started = False
         if not started:
             audio.cancel()
             return ahead  # TTS failed: the turn runs at the endpoint, which reports it
@@ -509,7 +525,7 @@ class CallHandler:
         started = time.monotonic()
         items = self.actor.run_turn.remote(text, source, confidence)
         try:
-            head = await (await items.__anext__())
+            head = await within(next_item(items), self._dl.dialogue_s, "dialogue")
         except Exception as exc:
             log.warning("call %s: dialogue failed: %r", self.session_id, exc)
             await self._error("dialogue_failed", "the agent could not answer this turn")
@@ -522,22 +538,24 @@ class CallHandler:
         if not ok:
             await self._settle(resume=False)
             if source == "reply":
-                await self.actor.command_failed.remote("reply")
+                await self._actor_call(self.actor.command_failed.remote("reply"), "command_failed")
             await self._error("dialogue_failed", "the agent could not answer this turn")
             await self._say_fallback(SORRY_DIALOGUE)
             return None
         return summary
 
-    async def _sentences_from(self, items, summary: dict, metrics: dict | None = None, started: float = 0.0):
-        """Sentences from an actor reply stream; the closing summary lands in `summary`."""
-        async for ref in items:
-            item = await ref
+    async def _sentences_from(self, items, summary: dict, metrics: dict | None = None, started: float = 0.0,
+                              deadline: float | None = None):
+        """Sentences from an actor reply stream, each within the dialogue deadline; the closing
+        summary lands in `summary`."""
+        async for item in items_within(items, deadline or self._dl.dialogue_s, "dialogue"):
             if "sentence" in item:
                 if metrics is not None and "dialogue_first_sentence_ms" not in metrics:
                     metrics["dialogue_first_sentence_ms"] = _ms_since(started)
                 yield item["sentence"]
             elif "turn_id" not in item:
                 summary.update(item)
+                self._note(item)
 
     # --- speaking ----------------------------------------------------------
 
@@ -596,7 +614,8 @@ class CallHandler:
         first = True
         chunks = audio if audio is not None else self._synthesize(sentence, self.params.output_sample_rate, self.params.locale, index == 0)
         try:
-            async for chunk in chunks:
+            timed = chunks if audio is not None else first_within(chunks, self._dl.tts_first_audio_s, "tts first audio")
+            async for chunk in timed:
                 if first:
                     first = False
                     if metrics is not None and "tts_first_audio_ms" not in metrics:
@@ -611,6 +630,7 @@ class CallHandler:
             stop_stream(chunks)  # barge-in: the TTS replica stops too (a cloud voice hangs up)
             raise
         except Exception as exc:
+            stop_stream(chunks)
             log.warning("call %s: TTS failed for %r: %r", self.session_id, mask_pii(sentence)[:60], exc)
             if first:
                 await self._send_text(event("agent.text", turn_id=speech.turn_id, text=sentence))
@@ -641,7 +661,7 @@ class CallHandler:
             await self._send_text(event("turn.metrics", turn_id=turn_id, interrupted=interrupted, **metrics))
             for stage, ms in numbers.items():
                 self._observe(stage, ms)
-        await self.actor.finish_turn.remote(turn_id, numbers, interrupted, heard_part)
+        await self._actor_call(self.actor.finish_turn.remote(turn_id, numbers, interrupted, heard_part), "finish_turn")
 
     async def _say_fallback(self, sentence: str) -> None:
         await self._reply(None, _aiter([sentence]), None)
@@ -672,7 +692,12 @@ class CallHandler:
     async def _commands(self) -> None:
         """Long-poll the session actor for session-API commands (say, reply, interrupt, close)."""
         while True:
-            cmd = await self.actor.next_command.remote()
+            try:
+                poll = self.actor.next_command.remote(self._dl.command_poll_s)
+                cmd = await within(poll, self._dl.command_poll_s + self._dl.actor_call_s, "next_command")
+            except StageTimeout:
+                log.warning("call %s: the session actor did not answer its command poll", self.session_id)
+                continue
             if cmd is None:
                 continue
             op = cmd["op"]
@@ -686,7 +711,7 @@ class CallHandler:
                     self.finish(cmd.get("reason") or "closed")
             except ProtocolError as exc:  # the turn queue is full
                 log.warning("call %s: session API %s refused: %s", self.session_id, op, exc.message)
-                await self.actor.command_failed.remote(op)
+                await self._actor_call(self.actor.command_failed.remote(op), "command_failed")
 
     async def _interrupt(self) -> None:
         """Stop the agent now, as a barge-in would, and keep only what was heard."""
@@ -699,14 +724,12 @@ def _ms_since(t: float) -> float:
     return round((time.monotonic() - t) * 1000, 1)
 
 
-def _discard(task: asyncio.Task | None) -> None:
-    """Drop a run-ahead: cancel it, or stop the audio it left streaming."""
-    if task is None:
-        return
-    if not task.done():
-        task.cancel()
-    elif not task.cancelled() and task.exception() is None and task.result().audio is not None:
-        task.result().audio.cancel()
+async def _quietly(aw, seconds: float, what: str) -> None:
+    """Closing steps that must not hold the line: bounded, failures only logged."""
+    try:
+        await asyncio.wait_for(aw, seconds)
+    except Exception as exc:
+        log.info("%s did not complete: %r", what, exc)
 
 
 async def _aiter(items):

@@ -15,30 +15,44 @@ import time
 import urllib.request
 from pathlib import Path
 
-from serve_app import cluster
+from serve_app import cluster, customers_cli
 from serve_app.config import ConfigError, load_settings
 
-RAY_PORT = 6379
-DASHBOARD_PORT = 8265
-METRICS_PORT = 8080
 
 
 def _ray_bin() -> str:
     return str(Path(sys.executable).with_name("ray"))
 
 
-def _ray_running() -> bool:
+def _ray_running(port: int) -> bool:
     import socket
 
     with socket.socket() as s:
         s.settimeout(1)
-        return s.connect_ex(("127.0.0.1", RAY_PORT)) == 0
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _cli_env() -> None:
     """`ray start` enables token auth (~/.ray/auth_token); our driver must use it too."""
     cluster.loopback_env()
     os.environ.setdefault("RAY_AUTH_MODE", "token")
+
+
+def ensure_auth_token() -> Path | None:
+    """Create Ray's token (~/.ray/auth_token, 0600) on a machine whose user never ran Ray:
+    with token auth on, `ray start` refuses to start without one. Returns the path created."""
+    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_MODE", "token").lower() != "token":
+        return None
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    if path.is_file() and path.read_text().strip():
+        return None
+    import secrets
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(32))  # 256 bits, as `ray get-auth-token --generate` makes
+    return path
 
 
 def _export_dotenv() -> None:
@@ -68,21 +82,27 @@ def up(args) -> int:
         return 2
     _cli_env()
     os.environ["VOICE_STORE_PATH"] = str(settings.store_path.resolve())
-    if _ray_running():
-        print(f"Ray already running on 127.0.0.1:{RAY_PORT}; deploying onto it")
+    ports = settings.ray_port, settings.dashboard_port, settings.metrics_port
+    if _ray_running(settings.ray_port):
+        print(f"Ray already running on 127.0.0.1:{settings.ray_port}; deploying onto it")
     else:
         cmd = [
-            _ray_bin(), "start", "--head", f"--port={RAY_PORT}", "--node-ip-address=127.0.0.1",
+            _ray_bin(), "start", "--head", f"--port={ports[0]}", "--node-ip-address=127.0.0.1",
             f"--num-cpus={settings.ray_num_cpus:g}", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
-            f"--dashboard-port={DASHBOARD_PORT}", f"--metrics-export-port={METRICS_PORT}", "--disable-usage-stats",
+            f"--dashboard-port={ports[1]}", f"--metrics-export-port={ports[2]}", "--disable-usage-stats",
         ]
+        if (created := ensure_auth_token()) is not None:
+            print(f"created Ray's authentication token at {created}")
         print(f"starting Ray: {' '.join(cmd[1:])}")
-        if subprocess.run(cmd, capture_output=True, text=True).returncode != 0:
-            print("voice-agent: `ray start` failed; see /tmp/ray/session_latest/logs", file=sys.stderr)
+        started = subprocess.run(cmd, capture_output=True, text=True)
+        if started.returncode != 0:
+            detail = (started.stderr or started.stdout).strip().splitlines()[-3:]
+            print("voice-agent: `ray start` failed: " + " / ".join(detail), file=sys.stderr)
+            print("  logs: /tmp/ray/session_latest/logs", file=sys.stderr)
             return 1
     import ray
 
-    ray.init(address=f"127.0.0.1:{RAY_PORT}", namespace="serve", log_to_driver=False)
+    ray.init(address=f"127.0.0.1:{settings.ray_port}", namespace="serve", log_to_driver=False)
     print(f"deploying {cluster.CONFIG_PATH.name} (loading models: about 30 s on 2 cores)")
     try:
         cluster.deploy(cluster.load_config(http_port=settings.http_port, env=cluster.settings_env()))
@@ -103,7 +123,7 @@ def up(args) -> int:
 Voice agent is up in {time.monotonic() - t0:.0f} s (ready: {status[1]}).
   Call:       ws://{settings.http_host}:{settings.http_port}/ws/call?caller_id=YOU&sample_rate=16000   (protocol: docs/protocol.md)
   Health:     {base}/health   {base}/ready
-  Dashboard:  http://127.0.0.1:{DASHBOARD_PORT}    Prometheus metrics: http://127.0.0.1:{METRICS_PORT}/metrics
+  Dashboard:  http://127.0.0.1:{ports[1]}    Prometheus metrics: http://127.0.0.1:{ports[2]}/metrics
 First call (speaks two sample WAVs, prints transcripts, replies and latency):
   .venv/bin/voice-call {' '.join(rel)}
 Stop:  .venv/bin/voice-agent down"""
@@ -111,23 +131,72 @@ Stop:  .venv/bin/voice-agent down"""
     return 0
 
 
+def _cluster_processes(port: int) -> list:
+    """The processes of the Ray cluster whose GCS listens on `port` (and their children, the
+    workers): found by that cluster's session folder, so other Ray clusters on this machine live on."""
+    import psutil
+
+    def args(p) -> list[str]:
+        try:
+            return p.cmdline()
+        except (psutil.Error, OSError):
+            return []
+
+    session = None
+    for p in psutil.process_iter():
+        a = args(p)
+        if a and a[0].endswith("gcs_server") and f"--gcs_server_port={port}" in a:
+            log_dir = next((x.split("=", 1)[1] for x in a if x.startswith("--log_dir=")), "")
+            session = str(Path(log_dir).parent) if log_dir else None
+    if not session:
+        return []
+    marks = (session, f"--address=127.0.0.1:{port}", f"--gcs-address=127.0.0.1:{port}")
+    found = {p.pid: p for p in psutil.process_iter() if p.pid != os.getpid() and any(m in x for x in args(p) for m in marks)}
+    for p in list(found.values()):
+        try:
+            found.update({c.pid: c for c in p.children(recursive=True)})
+        except psutil.Error:
+            pass
+    return list(found.values())
+
+
 def down(_args) -> int:
+    """Shut Serve down, then stop this platform's Ray cluster only (not `ray stop`, which ends
+    every Ray cluster on the machine)."""
+    import psutil
+
+    settings = load_settings()
     _cli_env()
-    if _ray_running():
+    if _ray_running(settings.ray_port):
         import ray
         from ray import serve
 
-        ray.init(address=f"127.0.0.1:{RAY_PORT}", namespace="serve", log_to_driver=False)
-        serve.shutdown()
-        ray.shutdown()
-    subprocess.run([_ray_bin(), "stop"], capture_output=True)
+        try:
+            ray.init(address=f"127.0.0.1:{settings.ray_port}", namespace="serve", log_to_driver=False)
+            serve.shutdown()
+        except Exception as exc:  # stop the processes all the same
+            print(f"voice-agent: Serve did not shut down cleanly: {exc}", file=sys.stderr)
+        finally:
+            ray.shutdown()
+    procs = _cluster_processes(settings.ray_port)
+    for p in procs:
+        try:
+            p.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=10)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
     print("voice agent stopped")
     return 0
 
 
 def status(_args) -> int:
     settings = load_settings()
-    if not _ray_running():
+    if not _ray_running(settings.ray_port):
         print("not running (start with: voice-agent up)")
         return 1
     code, body = _get_json(f"http://{settings.http_host}:{settings.http_port}/ready")
@@ -141,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("up", help="start Ray on 127.0.0.1 and deploy serve_config.yaml").set_defaults(func=up)
     sub.add_parser("down", help="shut the platform and Ray down").set_defaults(func=down)
     sub.add_parser("status", help="is the platform up and ready?").set_defaults(func=status)
+    customers_cli.add_parser(sub)
     args = p.parse_args(argv)
     return args.func(args)
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import yaml
 
+from serve_app import secret_store
+
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,30 +24,51 @@ def loopback_env() -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    # Serve's proxy is uvicorn, which by default believes X-Forwarded-For from 127.0.0.1: any
+    # local client could then pick its own address for the per-address call limit. Trust no
+    # proxy unless the operator names theirs (FORWARDED_ALLOW_IPS=10.0.0.5 before `up`).
+    os.environ.setdefault("FORWARDED_ALLOW_IPS", "")
 
 
 def settings_env() -> dict[str, str]:
-    """VOICE_* settings of this process, passed to every replica through the runtime_env."""
+    """VOICE_* settings of this process (secrets included: load_config keeps those out)."""
     return {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV)}
 
 
 def load_config(path: Path = CONFIG_PATH, http_port: int | None = None, env: dict[str, str] | None = None) -> dict:
+    """serve_config.yaml with `env` in every application's runtime_env, secrets left out
+    (`deploy` hands those over through Ray's KV store: serve_app/secret_store.py)."""
     config = yaml.safe_load(Path(path).read_text())
+    plain, _ = secret_store.split_env(env or {})
     if http_port is not None:
         config.setdefault("http_options", {})["port"] = http_port
+        plain["VOICE_HTTP_PORT"] = str(http_port)  # the Gateway's default allowed hosts and origins name it
     for app in config["applications"]:
         runtime_env = app.setdefault("runtime_env", {})
-        runtime_env.setdefault("env_vars", {}).update(env or {})
+        runtime_env.setdefault("env_vars", {}).update(plain)
     return config
 
 
+def publish_secrets(env: dict[str, str] | None = None) -> list[str]:
+    """Hand this process's secret variables to the cluster's replicas (KV store); their names."""
+    _, secrets = secret_store.split_env(settings_env() if env is None else env)
+    secret_store.publish(secrets)
+    return sorted(secrets)
+
+
 def deploy(config: dict, timeout_s: float = 300) -> None:
-    """Deploy a serve_config dict on the connected Ray and wait until every app runs."""
+    """Deploy a serve_config dict on the connected Ray and wait until every app runs; this
+    process's secrets go to the replicas through the KV store first."""
     from ray import serve
     from ray.serve._private import api as serve_api
     from ray.serve.config import gRPCOptions
     from ray.serve.schema import ServeDeploySchema
 
+    env_vars = [k for app in config["applications"] for k in app.get("runtime_env", {}).get("env_vars", {})]
+    leaked = [k for k in env_vars if secret_store.is_secret(k)]
+    if leaked:
+        raise ValueError(f"secrets in a runtime_env would show in `serve config`: {', '.join(leaked)}")
+    publish_secrets()
     schema = ServeDeploySchema.model_validate(config)
     client = serve_api.serve_start(
         http_options=schema.http_options.model_dump(),

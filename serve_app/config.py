@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     session_ttl_s: int = Field(default=1800, gt=0)
     breaker_failure_threshold: int = Field(default=5, ge=1)
     breaker_recovery_s: float = Field(default=30.0, gt=0)
+    breaker_trial_timeout_s: float = Field(default=10.0, gt=0)  # a half-open trial not reported by then failed
     target_v2v_p50_ms: int = 700
     target_v2v_p95_ms: int = 1000
 
@@ -78,6 +79,29 @@ class Settings(BaseSettings):
     text_rate_per_s: float = Field(default=10.0, gt=0)
     text_burst: int = Field(default=20, ge=1)
     max_dropped_messages: int = Field(default=100, ge=1)
+    max_frames_per_s: float = Field(default=200.0, gt=0)  # binary frames of any size; over it: close 1008 flooding
+    frame_burst: int = Field(default=400, ge=1)  # frames a bursty network may deliver at once
+
+    # Deadlines per stage (serve_app/deadlines.py): past one the caller hears a fallback or
+    # gets an `error` event; a line is never held by a hung actor, dialogue or TTS.
+    greeting_timeout_ms: int = Field(default=5000, gt=0)
+    dialogue_timeout_ms: int = Field(default=10000, gt=0)  # a reply's first sentence, and each next one
+    tts_first_audio_timeout_ms: int = Field(default=5000, gt=0)
+    actor_start_timeout_ms: int = Field(default=10000, gt=0)  # session actor spawned and started
+    actor_call_timeout_ms: int = Field(default=3000, gt=0)  # any other session-actor call on the call path
+    checkpoint_timeout_ms: int = Field(default=1000, gt=0)  # final checkpoint; then the actor is killed
+
+    # Security (README "Security"): PIN lockout per customer across calls, kept in the support store;
+    # new calls per caller_id and per client address (per Gateway replica); origins and hosts allowed;
+    # the admin token (a secret: it reaches replicas through Ray's KV store, never the runtime_env).
+    pin_max_failures: int = Field(default=3, ge=1)
+    pin_failure_window_s: float = Field(default=900.0, gt=0)
+    pin_lockout_s: float = Field(default=900.0, gt=0)
+    calls_per_minute_per_caller: int = Field(default=10, ge=1)
+    calls_per_minute_per_address: int = Field(default=30, ge=1)
+    allowed_origins: Annotated[list[str], NoDecode] = []  # empty: http://127.0.0.1:PORT, http://localhost:PORT
+    allowed_hosts: Annotated[list[str], NoDecode] = []  # empty: 127.0.0.1 and localhost, with and without :PORT
+    admin_token: SecretStr | None = None  # Bearer token for /admin/*; unset: /admin/* answers 404
 
     # Storage and the local Ray cluster. Relative paths are under the project root, so every
     # Ray worker (whatever its working directory) finds the same files.
@@ -86,10 +110,36 @@ class Settings(BaseSettings):
     kb_store_path: Path = Path("data/kb")
     kb_docs_path: Path = Path("docs/kb")
     ray_num_cpus: float = Field(default=4, gt=0)
+    ray_port: int = Field(default=6379, gt=0, lt=65536)  # `voice-agent up`'s Ray head (GCS)
+    dashboard_port: int = Field(default=8265, gt=0, lt=65536)
+    metrics_port: int = Field(default=8080, gt=0, lt=65536)  # Prometheus export of Ray's and our metrics
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     app_name: str = "voice"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"  # our own loggers in every Ray worker
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+    ):
+        """Secrets missing from the environment come from Ray's KV store (serve_app/secret_store.py)."""
+        from serve_app.secret_store import KVSecretsSource
+
+        return init_settings, env_settings, dotenv_settings, KVSecretsSource(settings_cls), file_secret_settings
+
+    @field_validator("allowed_origins", "allowed_hosts", mode="before")
+    @classmethod
+    def _comma_list(cls, value):
+        return [item.strip() for item in value.split(",") if item.strip()] if isinstance(value, str) else value
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            scheme, sep, rest = origin.partition("://")
+            if scheme not in ("http", "https") or not sep or not rest or "/" in rest:
+                raise ValueError(f"{origin!r} is not an origin like https://example.com or http://host:8000")
+        return [o.lower() for o in value]
 
     @model_validator(mode="after")
     def _paths_under_project_root(self) -> "Settings":

@@ -18,12 +18,16 @@ from deployments.session.actor import SESSION_NAMESPACE, SessionActor
 from deployments.tools.breaker_actor import BreakerClient, breaker_actor
 from deployments.vad.engine import SileroVAD
 from models.protocol import CloseCode, ProtocolError, event, parse_connect
+from serve_app.admission import Admission, default_origins
 from serve_app.call_handler import CallHandler
 from serve_app.config import get_settings
+from serve_app.deadlines import Deadlines, StageTimeout, within
+from serve_app.http_guard import Guard, deny
 from serve_app.session_pool import AtCapacity, SessionPool
 
 log = logging.getLogger(__name__)
 api = FastAPI(title="voice-agent gateway", docs_url=None, redoc_url=None)
+api.add_middleware(Guard, settings=get_settings)  # Host allow-list on every route; bearer token on /admin/*
 
 # The browser caller: static files shipped in the package, served as they are (no build step).
 WEB = Path(__file__).parent / "web"
@@ -60,8 +64,12 @@ class Gateway:
             lambda: SessionActor.options(name=f"session-{uuid.uuid4().hex}", **actor_opts).remote(),
             self._settings.warm_sessions,
             self._settings.max_calls_per_replica,
+            self._settings.actor_start_timeout_ms / 1000,
         )
         self._pool.start()  # pre-start session actors now, not on the first call
+        s = self._settings
+        origins = s.allowed_origins or default_origins(s.http_port)
+        self._admission = Admission(origins, s.calls_per_minute_per_caller, s.calls_per_minute_per_address)
         # Deepgram's breaker lives with the tools' ones: one outage opens it for every call.
         self._breakers = BreakerClient(breaker_actor(self._settings.breaker_failure_threshold, self._settings.breaker_recovery_s))
 
@@ -109,41 +117,75 @@ class Gateway:
             log.info("connect refused: %s", exc.message)
             await ws.close(code=exc.close_code, reason=exc.message[:120])
             return
+        # Before accept: a foreign page's Origin gets HTTP 403, too many new calls HTTP 429.
+        address = ws.client.host if ws.client else None
+        denied = self._admission.check(ws.headers.get("origin"), address, params.caller_id)
+        if denied is not None:
+            self._metrics["rejected"].inc(tags={"code": "origin_forbidden" if denied[0] == 403 else "rate_limited"})
+            log.info("connect refused: HTTP %d, %s", *denied)
+            await deny(ws.scope, ws.receive, ws.send, *denied, {"Retry-After": "60"} if denied[0] == 429 else None)
+            return
         await ws.accept()
+        deadlines = Deadlines.from_settings(self._settings)
         try:
-            actor = await self._pool.acquire()
+            actor = await self._pool.acquire()  # spawning one, if none is warm, within actor_start_s
         except AtCapacity as exc:
             self._metrics["rejected"].inc(tags={"code": "at_capacity"})
             await ws.send_text(event("session.ended", reason="at_capacity", message=str(exc)))
             await ws.close(code=CloseCode.AT_CAPACITY, reason="at capacity")
             return
+        except Exception as exc:
+            await self._refuse(ws, "start_timeout" if isinstance(exc, StageTimeout) else "server_error", exc)
+            return
         session_id = uuid.uuid4().hex
-        reason, handler = "server_error", None
-        self._metrics["active"].set(self._pool.active)
-        try:
-            await actor.start.remote(session_id, params.caller_id, params.locale, self._dialogue)
+        reason, handler, started = "server_error", None, False
+        try:  # from here on, whatever happens (cancellation included), the line is released
+            self._metrics["active"].set(self._pool.active)
+            try:
+                start = actor.start.remote(session_id, params.caller_id, params.locale, self._dialogue)
+                await within(start, deadlines.actor_start_s, "session start")
+            except StageTimeout as exc:
+                reason = "start_timeout"
+                await self._refuse(ws, reason, exc)
+                return
+            started = True
             handler = CallHandler(ws, params, session_id, actor, self._transcribe, self._synthesize, self._vad.stream(), self._settings, self._observe, self._breakers)
             log.info("call %s started (caller %s, %d Hz)", session_id, params.caller_id, params.sample_rate)
             reason = await handler.run()
         except Exception:
             log.exception("call %s failed", session_id)
             try:
-                await ws.send_text(event("session.ended", reason="server_error"))
-                await ws.close(code=CloseCode.SERVER_ERROR)
+                await within(self._end(ws, "server_error", CloseCode.SERVER_ERROR), 1.0, "close")
             except Exception:
                 pass
         finally:
-            if handler is not None:
-                await handler.checkpoint_final(reason)  # a no-op when run() already did it
-            else:
-                try:
-                    await actor.finalize.remote(reason)
-                except Exception:
-                    log.exception("call %s: final checkpoint failed", session_id)
-            self._pool.release(actor)
-            self._metrics["active"].set(self._pool.active)
-            self._metrics["calls"].inc(tags={"reason": reason})
-            log.info("call %s ended: %s", session_id, reason)
+            try:
+                if handler is not None:
+                    await handler.checkpoint_final(reason)  # a no-op when run() already tried it
+                elif started:
+                    await within(actor.finalize.remote(reason), deadlines.checkpoint_s, "final checkpoint")
+            except BaseException as exc:
+                log.error("call %s: final checkpoint failed: %r", session_id, exc)
+            finally:
+                self._pool.release(actor)  # kills the actor: never skipped, never waits on it
+                self._metrics["active"].set(self._pool.active)
+                self._metrics["calls"].inc(tags={"reason": reason})
+                log.info("call %s ended: %s", session_id, reason)
+
+    async def _refuse(self, ws: WebSocket, reason: str, exc: Exception) -> None:
+        """No session actor could be had in time: the caller is told, the call ends (1013: try again)."""
+        self._metrics["rejected"].inc(tags={"code": reason})
+        log.warning("call refused (%s): %r", reason, exc)
+        code = CloseCode.AT_CAPACITY if reason == "start_timeout" else CloseCode.SERVER_ERROR
+        try:
+            await within(self._end(ws, reason, code), 1.0, "close")
+        except Exception:
+            pass
+
+    @staticmethod
+    async def _end(ws: WebSocket, reason: str, code: int) -> None:
+        await ws.send_text(event("session.ended", reason=reason))
+        await ws.close(code=code, reason=reason)
 
     async def _transcribe(self, pcm16: bytes, locale: str) -> dict:
         return await self._asr.transcribe.remote(pcm16, locale.split("-")[0])

@@ -8,6 +8,8 @@ from typing import Any, Callable
 
 import ray
 
+from serve_app.deadlines import within
+
 log = logging.getLogger(__name__)
 
 
@@ -18,8 +20,9 @@ class AtCapacity(Exception):
 class SessionPool:
     """Owned by one Gateway replica: its actors die with it, never leak past it."""
 
-    def __init__(self, factory: Callable[[], Any], warm: int, max_active: int):
+    def __init__(self, factory: Callable[[], Any], warm: int, max_active: int, start_timeout_s: float = 10.0):
         self._factory = factory
+        self._start_timeout_s = start_timeout_s  # a spawn that takes longer is given up (and killed)
         self._warm_target = warm
         self.max_active = max_active
         self._warm: list = []
@@ -40,7 +43,11 @@ class SessionPool:
 
     async def _spawn(self):
         actor = self._factory()
-        await actor.ping.remote()  # the process is up and the module imported
+        try:
+            await within(actor.ping.remote(), self._start_timeout_s, "session actor start")  # up, module imported
+        except BaseException:
+            _kill(actor)
+            raise
         return actor
 
     async def _refill(self) -> None:
@@ -64,9 +71,14 @@ class SessionPool:
         return actor
 
     def release(self, actor) -> None:
+        """Free the line at once, whatever the actor is doing: it is killed, not asked."""
         self.active -= 1
-        try:
-            ray.kill(actor, no_restart=True)
-        except Exception:
-            log.warning("session actor already gone")
+        _kill(actor)
         self.start()
+
+
+def _kill(actor) -> None:
+    try:
+        ray.kill(actor, no_restart=True)
+    except Exception:
+        log.warning("session actor already gone")

@@ -2,6 +2,11 @@
 
 import asyncio
 import json
+import os
+import signal
+import time
+import urllib.error
+import urllib.request
 
 import pytest
 import websockets
@@ -58,6 +63,7 @@ async def test_recoverable_errors_keep_the_call_going(call):
     await expect_error(call, "invalid_json", lambda: call.send_raw_text("{not json"))
     await expect_error(call, "invalid_message", lambda: call.send_raw_text("[1, 2, 3]"))
     await expect_error(call, "unknown_type", lambda: call.send_json({"type": "dance"}))
+    await asyncio.sleep(1.0)  # one error event per code a second: a second invalid_message now would be held back
     await expect_error(call, "invalid_message", lambda: call.send_json({"type": "text", "text": ""}))
     await expect_error(call, "invalid_audio", lambda: call.send_bytes(b"\x01\x02\x03"))
     assert not call.closed
@@ -124,3 +130,62 @@ async def test_audio_far_faster_than_real_time_is_dropped_with_an_error(call):
     assert "real time" in err["message"]
     assert not call.closed
     assert await typed_turn_works(call)
+
+
+async def test_a_flood_of_tiny_frames_closes_1008_flooding_without_echoing_errors(call):
+    """Frames are counted, not only seconds of audio: empty and 1-byte frames far over 200 a
+    second close the call, and the odd-length ones get one error event a second, not one each."""
+    sent = 0
+    for i in range(3000):
+        if call.closed:
+            break
+        try:
+            await call.send_bytes(b"" if i % 2 else b"\x01")
+        except websockets.ConnectionClosed:
+            break
+        sent += 1
+    await call.wait_for(lambda: call.closed, 15)
+    assert call.close_code == 1008 and call.of_type("session.ended")[-1]["reason"] == "flooding"
+    codes = [e["code"] for e in call.of_type("error")]
+    assert codes[-1] == "flooding" and set(codes[:-1]) <= {"invalid_audio"} and len(codes) <= 5, (sent, codes)
+
+
+def active_calls(platform) -> int:
+    try:
+        with urllib.request.urlopen(platform["http"] + "/ready", timeout=5) as r:
+            return json.loads(r.read())["active_calls"]
+    except urllib.error.HTTPError as exc:  # 503 when no line is left: the body says the same
+        return json.loads(exc.read())["active_calls"]
+
+
+async def test_a_line_is_free_within_2_s_of_hang_up_while_the_session_actor_hangs(platform):
+    """The session actor's process is stopped (as a CPU-bound or wedged actor would be) in the
+    middle of a turn: the turn sticks, yet after hang-up the line is free within 2 s."""
+    from serve_app.session_api import session_actor
+
+    client = await open_call(platform, "frozen-actor")
+    await wait_greeting_done(client)
+    pid = await session_actor(client.session["session_id"], platform["store"]).ping.remote()
+    busy = await asyncio.to_thread(active_calls, platform)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        mark = len(client.events)
+        await client.send_json({"type": "text", "text": "what are your opening hours"})
+        await client.wait_event("agent.state", after=mark, state="thinking", timeout=10)
+        await asyncio.sleep(0.5)
+        assert not client.of_type("transcript")[mark:] and not client.closed  # stuck in the actor
+        hung_up = time.monotonic()
+        await client.send_json({"type": "hangup"})
+        while await asyncio.to_thread(active_calls, platform) >= busy:
+            assert time.monotonic() - hung_up < 10, "the line was never freed"
+            await asyncio.sleep(0.02)
+        freed_s = time.monotonic() - hung_up
+        print(f"line free {freed_s:.2f} s after hang-up during a stuck turn")
+        assert freed_s < 2.0, freed_s
+        await client.wait_for(lambda: client.closed, 5)
+        assert client.of_type("session.ended")[-1]["reason"] == "hangup"
+    finally:
+        try:
+            os.kill(pid, signal.SIGCONT)  # let the killed process exit
+        except ProcessLookupError:
+            pass

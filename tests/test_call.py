@@ -237,7 +237,10 @@ async def test_escalation_reaches_the_client_and_ends_the_call(platform):
     assert client.of_type("session.ended")[-1]["reason"] == "escalated" and client.close_code == 1000
     state = stored(platform, client.session["session_id"])
     assert state.status.value == "escalated" and state.end_reason == "escalated"
-    with urllib.request.urlopen(platform["http"] + "/admin/breakers") as r:
+    from tests.conftest import TEST_ENV
+
+    auth = {"Authorization": f"Bearer {TEST_ENV['VOICE_ADMIN_TOKEN']}"}
+    with urllib.request.urlopen(urllib.request.Request(platform["http"] + "/admin/breakers", headers=auth)) as r:
         breakers = json.loads(r.read())["breakers"]
     assert all(b["state"] in ("closed", "open", "half_open") for b in breakers.values())
 

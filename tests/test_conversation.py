@@ -2,6 +2,7 @@
 interruptions, the wake-up timer and the session API."""
 
 import asyncio
+import re
 import time
 
 import pytest
@@ -65,6 +66,24 @@ async def test_a_turn_that_needs_a_tool_is_not_run_ahead(platform, speak):
     state = stored(platform, client.session["session_id"])
     audit = [t.tool for t in state.turns[2].tool_results]
     assert audit == ["verify_pin"], audit  # called once, by the real turn
+    await client.hangup()
+
+
+async def test_a_pin_said_slowly_never_shows_in_a_partial_transcript(platform, speak):
+    """Once the agent asked for the PIN, partials (Whisper's and the run-ahead's) mask it too."""
+    client = await open_call(platform, "demo-alice")
+    await wait_greeting_done(client)
+    mark = len(client.events)
+    await client.send_json({"type": "text", "text": "where is my order"})
+    await client.wait_for(lambda: client.agent_idle_since(mark), 60)
+    assert "PIN" in " ".join(e["text"] for e in client.events[mark:] if e["type"] == "agent.text")
+    mark = len(client.events)
+    said = b"".join(speak(word) + silence(0.25) for word in ("One,", "two,", "three,", "four."))
+    report = await speak_turn(client, said, timeout=60)
+    partials = [e["text"] for e in client.events[mark:] if e["type"] == "transcript" and not e["final"]]
+    assert partials, "no partial transcript while the caller spoke"
+    assert not [p for p in partials if re.search(r"\d|one|two|three|four", p, re.IGNORECASE)], partials
+    assert report.transcript == "[PIN]" and "Alice" in " ".join(report.agent_text), report
     await client.hangup()
 
 

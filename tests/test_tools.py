@@ -130,3 +130,95 @@ def test_audit_is_masked(store):
     store.record("s6", "escalation", "human", "caller said 4111 1111 1111 1111", 0.0, {"email": "a@b.com"})
     row = store.audit("s6")[0]
     assert "4111" not in row["outcome"] and "a@b.com" not in row["detail"]
+
+
+def test_a_half_open_trial_never_reported_counts_as_a_failure():
+    """The trial's call hung up (or its turn was cancelled) before recording: without a
+    deadline the tool would stay refused for every call in the cluster."""
+    clock = Clock()
+    b = CircuitBreaker(failure_threshold=1, recovery_s=30, clock=clock, trial_timeout_s=10)
+    b.record(False)
+    clock.t = 30
+    assert b.allow() and b.state == HALF_OPEN  # the trial goes out, and is never reported
+    clock.t = 39.9
+    assert not b.allow() and b.state == HALF_OPEN
+    clock.t = 40
+    assert b.snapshot() == {"state": OPEN, "failures": 2, "retry_in_s": 30}  # open again, as /admin/breakers shows
+    assert not b.allow()
+    clock.t = 70
+    assert b.allow() and not b.allow()  # a new trial, one at a time
+    b.record(True)
+    assert b.state == CLOSED and b.allow()
+
+
+class SlowStore(SupportStore):
+    """A store whose writes take longer than the tool's deadline (a busy disk, a locked file)."""
+
+    def create_return(self, *args, **kwargs):
+        import time
+
+        time.sleep(0.4)
+        return super().create_return(*args, **kwargs)
+
+
+def _slow_return_router(tmp_path, deadline_s=0.05):
+    from deployments.dialogue.tools import support_tools
+
+    store = SlowStore(tmp_path / "slow.db")
+    specs = support_tools(store)
+    next(s for s in specs if s.name == "create_return").deadline_s = deadline_s
+    return store, ToolRouter(specs, LocalBreaker(), store)
+
+
+RETURN_ARGS = {"customer_id": "cust-demo-alice", "order_id": "10042", "reason": "too small"}
+
+
+async def test_a_side_effect_past_its_deadline_reports_what_happened(tmp_path):
+    store, router = _slow_return_router(tmp_path)
+    result = await router.call("create_return", RETURN_ARGS, "s7")
+    rows = store.returns("cust-demo-alice")
+    assert result.ok and [r["return_id"] for r in rows] == [result.output["return_id"]]
+    assert [(a["name"], a["outcome"]) for a in store.audit("s7")] == [("create_return", "ok")]
+
+
+async def test_the_caller_hears_the_truth_about_a_slow_return(tmp_path):
+    from deployments.dialogue.support import SupportAgent
+    from deployments.policy.engine import PolicyEngine
+
+    store, router = _slow_return_router(tmp_path)
+
+    async def classify(text):
+        return "returns", 0.9
+
+    agent = SupportAgent(classify, router, None, PolicyEngine(3))
+    workflow = {"name": "return", "step": "confirm", "order_id": "10042", "item": "running shoes"}
+    workflow["reason"] = "too small"
+    memory = {"authenticated": True, "customer_id": "cust-demo-alice", "customer_name": "Alice"}
+    memory["slots"] = {"workflow": workflow}
+    r = await agent.respond("yes please", memory, "s8", "demo-alice")
+    text = " ".join(r.sentences)
+    assert "Nothing was changed" not in text and "return reference" in text
+    assert len(store.returns("cust-demo-alice")) == 1
+
+
+async def test_a_cancelled_turn_still_audits_the_side_effect(tmp_path):
+    store, router = _slow_return_router(tmp_path, deadline_s=5)
+    turn = asyncio.ensure_future(router.call("create_return", RETURN_ARGS, "s9"))
+    await asyncio.sleep(0.1)
+    turn.cancel()  # the turn's own deadline, or the caller hung up
+    with pytest.raises(asyncio.CancelledError):
+        await turn
+    for _ in range(50):
+        if store.audit("s9"):
+            break
+        await asyncio.sleep(0.05)
+    assert len(store.returns("cust-demo-alice")) == 1
+    assert [(a["name"], a["outcome"]) for a in store.audit("s9")] == [("create_return", "ok")]
+
+
+def test_one_return_per_order(store):
+    first = store.create_return("cust-demo-alice", "10042", "too small")
+    again = store.create_return("cust-demo-alice", "10042", "too small")
+    assert again["return_id"] == first["return_id"] and again["existing"]
+    assert len(store.returns("cust-demo-alice")) == 1
+    assert store.create_return("cust-demo-alice", "20077", "x") is None  # Bob's order

@@ -1,4 +1,7 @@
-"""The support tools the agent may call, over the support store, behind the router."""
+"""The support tools the agent may call, over the support store, behind the router.
+
+`create_return` is the one side effect: the router never cuts it at its deadline (it waits
+for the real outcome) and the store opens at most one return per order."""
 
 from __future__ import annotations
 
@@ -9,11 +12,16 @@ from deployments.tools.support_store import SupportStore
 
 
 def support_tools(store: SupportStore) -> list[ToolSpec]:
-    async def verify_pin(caller_id: str, pin: str) -> dict:
-        customer = await asyncio.to_thread(store.verify_pin, caller_id, pin)
-        if customer is None:
-            raise ToolError("wrong_pin")
-        return customer
+    async def verify_pin(caller_id: str, pin: str, session_id: str = "") -> dict:
+        """The store decides, across calls: `auth_locked` whatever the PIN while the customer is
+        locked out (this failure may have locked them); an unknown caller reads as `wrong_pin`."""
+        check = await asyncio.to_thread(store.check_pin, caller_id, pin, session_id)
+        if check.outcome == "locked":
+            raise ToolError("auth_locked", {"locked_until": check.locked_until})
+        if check.customer is None:
+            left = {"attempts_left": check.attempts_left} if check.attempts_left is not None else None
+            raise ToolError("wrong_pin", left)
+        return check.customer
 
     async def order_status(customer_id: str, order_id: str) -> dict:
         order = await asyncio.to_thread(store.order, customer_id, order_id)

@@ -72,22 +72,24 @@ class SessionActor:
         or `{"refused": True}` when the turn needs a tool, an escalation or the turn limit."""
         if self._engine.over_turn_limit:
             return {"refused": True}
-        sentences = []
+        version, sentences = self._engine.version, []  # read before the dialogue reads the memory
         async for item in self._respond(transcript, run_ahead=True):
             if item.get("run_ahead") == "refused":
                 return {"refused": True}
             if "sentence" in item:
                 sentences.append(item["sentence"])
             else:
-                return {"sentences": sentences, "summary": item}
+                return {"sentences": sentences, "summary": item, "version": version}
         return {"refused": True}
 
     def commit_turn(self, transcript: str, source: str, confidence: float | None, prepared: dict) -> dict:
-        """Make a prepared turn real (the caller did stop): the same record as run_turn."""
-        turn = self._engine.begin_turn(transcript, source, confidence)
-        for sentence in prepared["sentences"]:
-            self._engine.add_sentence(turn, sentence)
-        return {"turn_id": turn.turn_id, "transcript": turn.transcript, **self._apply(turn, prepared["summary"])}
+        """Make a prepared turn real (the caller did stop): the same record as run_turn; or
+        `{"stale": True}`, recording nothing, when the session changed since it was prepared
+        (the caller then runs the turn anew)."""
+        turn = self._engine.commit_prepared(transcript, source, confidence, prepared)
+        if turn is None:
+            return {"stale": True}
+        return {"turn_id": turn.turn_id, "transcript": turn.transcript, **self._verdict(prepared["summary"])}
 
     def say_turn(self, text: str, source: str = "say") -> dict:
         """Record words the agent speaks without the dialogue engine (say(), check-ins)."""
@@ -104,8 +106,15 @@ class SessionActor:
 
     def _apply(self, turn, summary: dict) -> dict:
         self._engine.apply_result(turn, summary)
+        return self._verdict(summary)
+
+    def _verdict(self, summary: dict) -> dict:
+        """What the Gateway needs of a turn; `awaiting` (e.g. `pin`) masks its partial transcripts."""
         reason = "escalated" if summary.get("escalate") else "agent_hangup" if summary.get("end_call") else None
-        return {"intent": summary.get("intent"), "end_call": summary.get("end_call", False), "escalate": summary.get("escalate"), "reason": reason}
+        return {
+            "intent": summary.get("intent"), "end_call": summary.get("end_call", False),
+            "escalate": summary.get("escalate"), "reason": reason, "awaiting": self._engine.awaiting,
+        }
 
     def finish_turn(self, turn_id: int, metrics: dict | None = None, interrupted: bool = False, heard: list[str] | None = None) -> None:
         self._engine.finish_turn(turn_id, metrics, interrupted, heard)

@@ -20,6 +20,9 @@ class SessionEngine:
         self._store = store
         self._max_turns = max_turns
         self.state: SessionState | None = None
+        # Bumped by every change to the memory or history a turn run ahead may have read, so
+        # a turn prepared before a typed turn, a session-API reply or a command is not applied.
+        self.version = 0
 
     def start(self, session_id: str, caller_id: str, locale: str, actor_id: str | None = None, actor_name: str | None = None) -> SessionState:
         self.state = SessionState(session_id=session_id, caller_id=caller_id, locale=locale, actor_id=actor_id, actor_name=actor_name)
@@ -33,7 +36,26 @@ class SessionEngine:
             masked = "[PIN]"  # the agent asked for a PIN and digits came: a secret from the start
         turn = TurnState(turn_id=self.state.next_turn_id, source=source, transcript=masked, asr_confidence=confidence)
         self.state.turns.append(turn)
+        self.version += 1
         return turn
+
+    def commit_prepared(
+        self, transcript: str, source: str, confidence: float | None, prepared: dict
+    ) -> TurnState | None:
+        """Record a turn run ahead (`prepared`: sentences, summary, the version it read), or
+        None when anything changed since: its memory would overwrite the newer one."""
+        if prepared.get("version") != self.version:
+            return None
+        turn = self.begin_turn(transcript, source, confidence)
+        for sentence in prepared["sentences"]:
+            self.add_sentence(turn, sentence)
+        self.apply_result(turn, prepared["summary"])
+        return turn
+
+    @property
+    def awaiting(self) -> str | None:
+        """What the agent asked the caller for (`pin`, `order_id` ...), if anything."""
+        return self.state.slots.get("awaiting")
 
     @property
     def over_turn_limit(self) -> bool:
@@ -48,6 +70,7 @@ class SessionEngine:
 
     def apply_result(self, turn: TurnState, summary: dict) -> None:
         """Take the dialogue engine's verdict on a turn: memory, intent, tools, escalation."""
+        self.version += 1
         for name, value in (summary.get("memory") or {}).items():
             if name in MEMORY_FIELDS:
                 setattr(self.state, name, value)
@@ -72,6 +95,7 @@ class SessionEngine:
             turn.interrupted = turn.interrupted or interrupted
             if heard is not None:
                 turn.reply = [mask_pii(s) for s in heard]
+                self.version += 1  # the history changed
         self.checkpoint()
 
     def record(self, kind: str, turn_id: int | None = None, **detail) -> None:

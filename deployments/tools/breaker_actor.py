@@ -18,13 +18,13 @@ NAMESPACE = "voice"
 
 @ray.remote(num_cpus=0, max_restarts=-1)
 class BreakerActor:
-    def __init__(self, failure_threshold: int, recovery_s: float):
-        self._threshold, self._recovery = failure_threshold, recovery_s
+    def __init__(self, failure_threshold: int, recovery_s: float, trial_timeout_s: float = 10.0):
+        self._threshold, self._recovery, self._trial_timeout = failure_threshold, recovery_s, trial_timeout_s
         self._breakers: dict[str, CircuitBreaker] = {}
 
     def _get(self, tool: str) -> CircuitBreaker:
         if tool not in self._breakers:
-            self._breakers[tool] = CircuitBreaker(self._threshold, self._recovery)
+            self._breakers[tool] = CircuitBreaker(self._threshold, self._recovery, trial_timeout_s=self._trial_timeout)
         return self._breakers[tool]
 
     def allow(self, tool: str) -> bool:
@@ -33,7 +33,7 @@ class BreakerActor:
     def configure(self, name: str, failure_threshold: int, recovery_s: float) -> None:
         """Give one breaker its own thresholds (a provider, not a tool); first caller wins."""
         if name not in self._breakers:
-            self._breakers[name] = CircuitBreaker(failure_threshold, recovery_s)
+            self._breakers[name] = CircuitBreaker(failure_threshold, recovery_s, trial_timeout_s=self._trial_timeout)
 
     def record(self, tool: str, ok: bool) -> dict:
         breaker = self._get(tool)
@@ -44,10 +44,18 @@ class BreakerActor:
         return {tool: b.snapshot() for tool, b in self._breakers.items()}
 
 
-def breaker_actor(failure_threshold: int, recovery_s: float):
-    """The cluster's breaker actor, created by whoever asks first."""
-    return BreakerActor.options(name=ACTOR_NAME, namespace=NAMESPACE, get_if_exists=True, lifetime="detached").remote(
-        failure_threshold, recovery_s
+def breaker_actor(failure_threshold: int, recovery_s: float, 
+    trial_timeout_s: float | None = None, name: str = ACTOR_NAME
+):
+    """The cluster's breaker actor, created by whoever asks first.
+
+    `trial_timeout_s`: None takes VOICE_BREAKER_TRIAL_TIMEOUT_S from this process's settings."""
+    if trial_timeout_s is None:
+        from serve_app.config import get_settings
+
+        trial_timeout_s = get_settings().breaker_trial_timeout_s
+    return BreakerActor.options(name=name, namespace=NAMESPACE, get_if_exists=True, lifetime="detached").remote(
+        failure_threshold, recovery_s, trial_timeout_s
     )
 
 

@@ -1,5 +1,11 @@
 """Calls tools safely: a deadline per call, retries with backoff only for idempotent tools,
-the shared circuit breaker, a fallback reply, and an audit record for every call."""
+the shared circuit breaker, a fallback reply, and an audit record for every call.
+
+A side-effecting tool (not idempotent) is never cut at its deadline: cancelling the await
+does not stop the worker thread under it, which could still open the return while the
+caller hears "nothing was changed". Past its deadline it is logged as slow and the caller
+hears its real outcome; if the turn itself is cancelled meanwhile, the outcome still lands
+in the audit trail when it comes."""
 
 from __future__ import annotations
 
@@ -35,7 +41,13 @@ class ToolSpec:
 
 
 class ToolError(Exception):
-    """A tool's own 'no': not found, not allowed. Not retried, not a breaker failure."""
+    """A tool's own 'no': not found, not allowed. Not retried, not a breaker failure.
+
+    `detail` goes back to the caller in the result's `output` (e.g. attempts left)."""
+
+    def __init__(self, error: str, detail: dict | None = None):
+        super().__init__(error)
+        self.detail = detail
 
 
 class RunAheadRefused(Exception):
@@ -78,12 +90,13 @@ class ToolRouter:
         error = "failed"
         for attempt in range(1, attempts + 1):
             try:
-                output = await asyncio.wait_for(spec.fn(**args), spec.deadline_s)
+                output = await self._attempt(spec, args, session_id, started)
                 await self._breaker.record(name, True)
                 return self._done(session_id, spec, ToolResult(tool=name, ok=True, output=output, attempts=attempt), started)
             except ToolError as exc:
                 await self._breaker.record(name, True)  # the backend answered
-                return self._done(session_id, spec, ToolResult(tool=name, ok=False, error=str(exc), attempts=attempt), started)
+                result = ToolResult(tool=name, ok=False, error=str(exc), output=exc.detail or {}, attempts=attempt)
+                return self._done(session_id, spec, result, started)
             except asyncio.TimeoutError:
                 error = "deadline_exceeded"
             except Exception as exc:  # the backend failed
@@ -95,6 +108,33 @@ class ToolRouter:
                     error = "circuit_open"
                     break
         return self._done(session_id, spec, ToolResult(tool=name, ok=False, error=error, attempts=attempt), started)
+
+    async def _attempt(self, spec: ToolSpec, args: dict[str, Any], session_id: str, started: float) -> dict:
+        if spec.idempotent:
+            return await asyncio.wait_for(spec.fn(**args), spec.deadline_s)
+        task = asyncio.ensure_future(spec.fn(**args))
+        try:
+            try:
+                return await asyncio.wait_for(asyncio.shield(task), spec.deadline_s)
+            except asyncio.TimeoutError:
+                log.warning("tool %s passed its %.1f s deadline; waiting for its outcome", spec.name, spec.deadline_s)
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.add_done_callback(lambda t: self._late(session_id, spec, t, started))
+            raise
+
+    def _late(self, session_id: str, spec: ToolSpec, task: asyncio.Future, started: float) -> None:
+        """The outcome of a side-effecting call whose turn was cancelled: audited all the same."""
+        exc = None if task.cancelled() else task.exception()
+        ok = not task.cancelled() and exc is None
+        if ok:
+            error = None
+        elif task.cancelled():
+            error = "cancelled"
+        else:
+            error = str(exc) if isinstance(exc, ToolError) else f"error: {type(exc).__name__}"
+        log.warning("tool %s finished after its turn was cancelled: %s", spec.name, "ok" if ok else error)
+        self._done(session_id, spec, ToolResult(tool=spec.name, ok=ok, error=error, attempts=1), started)
 
     def _done(self, session_id: str, spec: ToolSpec, result: ToolResult, started: float) -> ToolResult:
         result.latency_ms = round((time.monotonic() - started) * 1000, 1)

@@ -1,0 +1,115 @@
+"""Who may open a call or reach the admin routes: pure checks, no I/O (the Gateway and
+`serve_app/http_guard.py` apply them).
+
+- Host allow-list: a page on a rebound DNS name (evil.example -> 127.0.0.1) sends its own
+  Host, so answering only known hosts stops DNS rebinding of `/ready` and `/admin/*`.
+- Origin allow-list at the WebSocket handshake: browsers always send `Origin`, so a foreign
+  page is refused; clients with no `Origin` (SDKs, the CLI, telephony bridges) are not pages.
+- New calls per key in a sliding window, with bounded memory: PIN guessing needs many calls.
+- The admin bearer token, compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections import OrderedDict, deque
+from typing import Callable, Iterable
+
+Clock = Callable[[], float]
+
+
+def default_hosts(port: int) -> frozenset[str]:
+    """The gateway's own names: loopback, with and without the port."""
+    return frozenset({"127.0.0.1", "localhost", f"127.0.0.1:{port}", f"localhost:{port}"})
+
+
+def default_origins(port: int) -> frozenset[str]:
+    """The page the gateway serves itself, at either loopback name."""
+    return frozenset({f"http://127.0.0.1:{port}", f"http://localhost:{port}"})
+
+
+def host_allowed(host: str | None, allowed: Iterable[str]) -> bool:
+    """Exact match, case-insensitive; a missing Host header is refused (HTTP/1.1 requires it)."""
+    return bool(host) and host.strip().lower() in {h.lower() for h in allowed}
+
+
+def origin_allowed(origin: str | None, allowed: Iterable[str]) -> bool:
+    """No Origin: not a browser page, allowed. `null` (sandboxed or file pages) is foreign."""
+    if origin is None:
+        return True
+    return origin.strip().lower().rstrip("/") in {o.lower().rstrip("/") for o in allowed}
+
+
+def bearer_ok(authorization: str | None, token: str) -> bool:
+    """`Authorization: Bearer <token>`, compared in constant time (no timing oracle)."""
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer":
+        given = ""
+    return hmac.compare_digest(given.strip().encode(), token.encode()) and bool(token)
+
+
+class SlidingWindowLimiter:
+    """At most `limit` admitted events per key in any `window_s` seconds.
+
+    Only admitted events are remembered (a refused one costs nothing), so a key holds at
+    most `limit` timestamps, and at most `max_keys` keys are kept: idle keys are dropped
+    first, then the least recently used ones. Memory stays bounded under a flood of ids."""
+
+    def __init__(self, limit: int, window_s: float = 60.0, max_keys: int = 10_000, clock: Clock = time.monotonic):
+        if limit < 1 or window_s <= 0 or max_keys < 1:
+            raise ValueError("limit and max_keys must be >= 1 and window_s > 0")
+        self.limit, self.window_s, self.max_keys, self._clock = limit, window_s, max_keys, clock
+        self._events: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def retry_after(self, key: str) -> float:
+        """Seconds until `key` may be admitted again (0: now)."""
+        events = self._events.get(key)
+        if not events or len(events) < self.limit:
+            return 0.0
+        return max(0.0, events[0] + self.window_s - self._clock())
+
+    def allow(self, key: str) -> bool:
+        """Admit and remember one event for `key`, or refuse it."""
+        now = self._clock()
+        self._evict(now)
+        events = self._events.get(key)
+        if events is None:
+            events = self._events[key] = deque()
+        self._events.move_to_end(key)
+        while events and events[0] <= now - self.window_s:
+            events.popleft()
+        if len(events) >= self.limit:
+            return False
+        events.append(now)
+        return True
+
+    def _evict(self, now: float) -> None:
+        # Oldest-used first: stop at the first key still inside its window.
+        while self._events:
+            key, events = next(iter(self._events.items()))
+            if events and events[-1] > now - self.window_s and len(self._events) < self.max_keys:
+                break
+            del self._events[key]
+
+
+class Admission:
+    """The handshake's decision for one new call: None (go on) or (HTTP status, reason)."""
+
+    def __init__(self, origins: Iterable[str], per_caller: int, per_address: int, clock: Clock = time.monotonic):
+        self.origins = frozenset(origins)
+        self.callers = SlidingWindowLimiter(per_caller, 60.0, clock=clock)
+        self.addresses = SlidingWindowLimiter(per_address, 60.0, clock=clock)
+
+    def check(self, origin: str | None, address: str | None, caller_id: str) -> tuple[int, str] | None:
+        if not origin_allowed(origin, self.origins):
+            return 403, "origin not allowed"
+        # The address first: a flood of made-up caller ids from one place stops there.
+        if address and not self.addresses.allow(address):
+            return 429, "too many new calls from this address"
+        if not self.callers.allow(caller_id):
+            return 429, "too many new calls for this caller"
+        return None

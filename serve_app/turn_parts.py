@@ -1,0 +1,55 @@
+"""The pieces a call's turn is made of: what came in, what was run ahead, what was cut off."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from serve_app.prefetch import Prefetch
+
+
+@dataclass
+class TurnInput:
+    source: str  # speech, text; reply (session API); say, checkin, goodbye (agent speaks as is)
+    eos_at: float  # monotonic time the caller stopped speaking (or sent the text)
+    endpoint_ms: float = 0.0
+    audio: bytes = b""
+    end_sample: int = 0  # where the utterance ended in the call's 16 kHz stream
+    text: str = ""
+    ahead: asyncio.Task | None = None  # the run-ahead started when the caller paused
+    over_agent: bool = False  # said while the agent was talking
+
+
+@dataclass
+class Ahead:
+    """A turn run ahead of the endpoint: transcript, and maybe the reply and its first audio."""
+
+    text: str
+    confidence: float | None
+    ready_at: float
+    prepared: dict | None = None  # actor.prepare_turn's answer
+    audio: Prefetch | None = None  # the first sentence's audio: begun, still streaming
+    dialogue_ms: float = 0.0
+    tts_ms: float = 0.0
+    provider: str = "whisper"  # who transcribed it
+
+
+@dataclass
+class Interrupted:
+    """A reply stopped by a barge-in, waiting to learn if the caller really took the turn."""
+
+    turn_id: int | None
+    sentences: list[str]
+    heard: list[str]
+    resume_at: int
+    metrics: dict
+
+
+def discard_ahead(task: asyncio.Task | None) -> None:
+    """Drop a run-ahead: cancel it, or stop the audio it left streaming."""
+    if task is None:
+        return
+    if not task.done():
+        task.cancel()
+    elif not task.cancelled() and task.exception() is None and task.result().audio is not None:
+        task.result().audio.cancel()

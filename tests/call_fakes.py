@@ -1,0 +1,223 @@
+"""Fakes to run a CallHandler in-process, without Ray or models: a WebSocket, the real session
+actor class behind a `.remote()` shim (with a fake dialogue), ASR, TTS, VAD and a clock."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import time
+
+import numpy as np
+
+from deployments.session.actor import SessionActor
+from models.protocol import ConnectParams
+from serve_app.call_handler import CallHandler
+from serve_app.config import Settings, get_settings
+
+RATE = 16000
+FRAME = bytes(RATE * 20 // 1000 * 2)  # 20 ms of silence
+LOUD = (np.full(RATE * 20 // 1000, 8000, dtype=np.int16)).tobytes()  # 20 ms the fake VAD hears as speech
+
+
+class FakeClock:
+    def __init__(self, t: float = 1000.0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class FakeWS:
+    def __init__(self):
+        self.inbox: asyncio.Queue = asyncio.Queue()
+        self.events: list[dict] = []
+        self.audio_bytes = 0
+        self.close_code: int | None = None
+        self._changed = asyncio.Event()
+
+    async def receive(self) -> dict:
+        return await self.inbox.get()
+
+    async def send_text(self, text: str) -> None:
+        self.events.append(json.loads(text))
+        self._changed.set()
+
+    async def send_bytes(self, data: bytes) -> None:
+        self.audio_bytes += len(data)
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        self.close_code = code
+        self._changed.set()
+
+    def bytes(self, data: bytes) -> None:
+        self.inbox.put_nowait({"type": "websocket.receive", "bytes": data})
+
+    def text(self, obj) -> None:
+        self.inbox.put_nowait({"type": "websocket.receive", "text": obj if isinstance(obj, str) else json.dumps(obj)})
+
+    async def drain(self) -> None:
+        """Until the handler has taken every message sent so far."""
+        while not self.inbox.empty():
+            await asyncio.sleep(0.001)
+
+    def of(self, kind: str, **match) -> list[dict]:
+        return [e for e in self.events if e["type"] == kind and all(e.get(k) == v for k, v in match.items())]
+
+    async def wait(self, predicate, timeout: float = 2.0):
+        async def _wait():
+            while not (result := predicate()):
+                self._changed.clear()
+                await self._changed.wait()
+            return result
+
+        return await asyncio.wait_for(_wait(), timeout)
+
+    async def idle(self, after: int = 0, timeout: float = 2.0) -> None:
+        """Until the agent went back to listening after event index `after`."""
+        def listening():
+            states = [e["state"] for e in self.events[after:] if e["type"] == "agent.state"]
+            return states[-1:] == ["listening"]
+
+        await self.wait(listening, timeout)
+
+
+class _Ref:
+    """An awaitable result, as a Ray ObjectRef is."""
+
+    def __init__(self, value):
+        self._value = value
+
+    def __await__(self):
+        return _done(self._value).__await__()
+
+
+async def _done(value):
+    return value
+
+
+class _Stream:
+    """A Ray ObjectRefGenerator: `__anext__` gives a ref to await."""
+
+    def __init__(self, agen, gate):
+        self._agen, self._gate = agen, gate
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        await self._gate()
+        return _Ref(await self._agen.__anext__())
+
+
+class ActorShim:
+    """`actor.method.remote(...)` on a plain instance; `freeze()` makes every call hang, as a
+    stopped or CPU-bound actor process would."""
+
+    def __init__(self, obj):
+        self.obj = obj
+        self._thawed = asyncio.Event()
+        self._thawed.set()
+        self.calls: list[str] = []
+
+    def freeze(self) -> None:
+        self._thawed.clear()
+
+    async def _gate(self) -> None:
+        await self._thawed.wait()
+
+    def __getattr__(self, name):
+        fn = getattr(self.obj, name)
+        shim = self
+
+        class _Method:
+            @staticmethod
+            def remote(*args, **kwargs):
+                shim.calls.append(name)
+                if inspect.isasyncgenfunction(fn):
+                    return _Stream(fn(*args, **kwargs), shim._gate)
+
+                async def call():
+                    await shim._gate()
+                    result = fn(*args, **kwargs)
+                    return await result if inspect.isawaitable(result) else result
+
+                return call()
+
+        return _Method
+
+
+class _Streaming:
+    def __init__(self, fn):
+        self._fn = fn
+
+    def options(self, stream: bool = False):
+        return self
+
+    def remote(self, *args):
+        return self._fn(*args)
+
+
+class FakeDialogue:
+    """The Dialogue deployment's streaming interface; `replies(text, memory, run_ahead)` says
+    what to answer: (sentences, summary) or None to refuse a run-ahead. `hang_on` hangs."""
+
+    def __init__(self, replies, hang_on: str | None = None):
+        self._replies, self._hang_on = replies, hang_on
+        self.prepared = asyncio.Event()  # a run-ahead was asked for
+        self.greeting = _Streaming(self._greeting)
+        self.respond = _Streaming(self._respond)
+
+    async def _greeting(self):
+        yield {"sentence": "Hello."}
+
+    async def _respond(self, text, memory, session_id="", caller_id="", history=None, run_ahead=False):
+        if run_ahead:
+            self.prepared.set()
+        if text == self._hang_on:
+            await asyncio.Event().wait()
+        answer = self._replies(text, dict(memory), run_ahead)
+        if answer is None:
+            yield {"run_ahead": "refused"}
+            return
+        sentences, summary = answer
+        for s in sentences:
+            yield {"sentence": s}
+        yield summary
+
+
+def session_actor(dialogue, tmp_path, monkeypatch) -> ActorShim:
+    """The real SessionActor class (no Ray), started on a store in tmp_path."""
+    monkeypatch.setenv("VOICE_STORE_PATH", str(tmp_path / "sessions.db"))
+    get_settings.cache_clear()
+    try:
+        obj = SessionActor.__ray_actor_class__()
+    finally:
+        get_settings.cache_clear()
+    obj._dialogue = dialogue
+    obj._engine.start("s1", "tester", "en-US")
+    return ActorShim(obj)
+
+
+class LoudVAD:
+    """Speech wherever the frame is loud."""
+
+    def prob(self, frame) -> float:
+        return 0.95 if float(np.abs(frame).max()) > 0.1 else 0.0
+
+
+def settings(**overrides) -> Settings:
+    base = dict(preemptive_ms=0, partial_interval_ms=0, idle_checkin_s=60, playback_lead_ms=0)
+    return Settings(_env_file=None, **{**base, **overrides})
+
+
+async def fake_tts(text: str, rate: int, locale: str = "en-US", first: bool = False):
+    yield bytes(rate // 100 * 2)  # 10 ms
+
+
+def handler(ws, actor, cfg: Settings, transcribe=None, synthesize=fake_tts, clock=time.monotonic) -> CallHandler:
+    async def no_asr(audio, locale):
+        return {"text": "", "confidence": 0.0}
+
+    params = ConnectParams(caller_id="tester", sample_rate=RATE, output_sample_rate=RATE)
+    return CallHandler(ws, params, "s1", actor, transcribe or no_asr, synthesize, LoudVAD(), cfg, clock=clock)

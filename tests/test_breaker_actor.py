@@ -1,0 +1,42 @@
+"""The cluster-wide breaker actor: a half-open trial never reported re-opens the breaker
+after VOICE_BREAKER_TRIAL_TIMEOUT_S instead of refusing the tool everywhere, forever
+(issue 11, finding 9). Starts a small local Ray: run it under the platform lock."""
+
+import time
+import uuid
+
+from deployments.tools.breaker_actor import BreakerClient, breaker_actor
+from tests.test_secrets import ray_runtime  # noqa: F401  (the fixture)
+
+
+def _wait_for(predicate, timeout_s=5.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_lost_trial_reopens_the_shared_breaker(ray_runtime):  # noqa: F811
+    ray = ray_runtime
+    actor = breaker_actor(1, 0.3, trial_timeout_s=0.5, name=f"breakers-{uuid.uuid4().hex[:8]}")
+    try:
+        ray.get(actor.record.remote("verify_pin", False))
+        assert _wait_for(lambda: ray.get(actor.allow.remote("verify_pin")))  # half-open: the trial goes out...
+        trial_sent = time.monotonic()
+        assert not ray.get(actor.allow.remote("verify_pin"))  # ...and its call hangs up: never recorded
+        # Another replica's client sees it refused until the trial's deadline, then open again
+        # (a failure), then a fresh trial after the recovery time.
+        client = BreakerClient(actor, ttl_s=0.0)
+        import asyncio
+
+        assert not asyncio.run(client.allow("verify_pin"))
+        assert _wait_for(lambda: ray.get(actor.states.remote())["verify_pin"]["state"] == "open")
+        assert time.monotonic() - trial_sent >= 0.45
+        assert ray.get(actor.states.remote())["verify_pin"]["failures"] == 2
+        assert _wait_for(lambda: asyncio.run(client.allow("verify_pin")))  # a new trial
+        asyncio.run(client.record("verify_pin", True))
+        assert ray.get(actor.states.remote())["verify_pin"]["state"] == "closed"
+    finally:
+        ray.kill(actor)
