@@ -18,6 +18,7 @@ from deployments.dialogue.support import SupportAgent, TurnResult
 from deployments.dialogue.tools import support_tools
 from deployments.knowledge.engine import KnowledgeBase
 from deployments.policy.engine import PolicyEngine
+from deployments.policy.escalation import EscalationClassifier
 from deployments.tools.breaker_actor import BreakerClient, breaker_actor
 from deployments.tools.router import NoToolsRouter, RunAheadRefused, ToolRouter
 from deployments.tools.support_store import SupportStore
@@ -98,13 +99,16 @@ class Dialogue:
 async def build_engine(settings: Settings, router: ToolRouter, kb: KnowledgeBase, embed_many):
     """The engine `VOICE_DIALOGUE_PROVIDER` names, behind the one `stream` interface."""
     policy = PolicyEngine(settings.max_consecutive_failures)
+    wants_human = EscalationClassifier(embed_many) if embed_many is not None else None  # beside the policy's patterns
+    if wants_human is not None:
+        await wants_human.warm_up()
     if settings.dialogue_provider == "openai":
         import openai
 
         from deployments.dialogue.openai_engine import OpenAIDialogueEngine
 
         client = openai.AsyncOpenAI(base_url=settings.openai_base_url, api_key=settings.openai_api_key.get_secret_value(), timeout=settings.turn_timeout_ms / 1000)
-        return OpenAIDialogueEngine(client, settings.openai_model, router, policy)
+        return OpenAIDialogueEngine(client, settings.openai_model, router, policy, wants_human=wants_human)
     classify = IntentClassifier(embed_many)
     await classify.warm_up()  # embed the intent examples before the first caller waits
-    return SupportAgent(classify, router, kb, policy, settings.confidence_threshold)
+    return SupportAgent(classify, router, kb, policy, settings.confidence_threshold, wants_human=wants_human)

@@ -1,12 +1,17 @@
 """Intent routing by embedding similarity to example phrases: the embedded engine's ears.
 
-Anything that matches no intent well enough is a question for the knowledge base.
+Anything that matches no intent well enough is a question for the knowledge base. Word cues
+(`policy.cues`) back the nearest example where it is unsure: a clear return or order-status
+request in words the examples lack ("I'm after sending back my boots"), a regional goodbye, a
+"hold on a sec", a line check ("are you still there?").
 """
 
 from __future__ import annotations
 
 import math
 from typing import Awaitable, Callable
+
+from deployments.policy.cues import asks_to_wait, connectivity_check, farewell, lexical_intent
 
 EmbedMany = Callable[[list[str]], Awaitable[list[list[float]]]]
 
@@ -39,12 +44,16 @@ INTENT_EXAMPLES: dict[str, list[str]] = {
         "connect me to a customer service representative",
     ],
     "help": ["what can you do", "what can you help me with", "I need some help"],
-    "greeting": ["hello", "hi there", "good morning"],
-    "thanks": ["thank you", "thanks a lot", "that's helpful thanks"],
+    "greeting": ["hello", "hi there", "good morning", "hello, are you there", "can you hear me okay"],
+    "thanks": ["thank you", "thanks a lot", "that's helpful thanks", "okay great, cheers", "perfect, thank you very much"],
     "goodbye": ["goodbye", "bye bye", "that's all, goodbye", "I'm done, thanks, bye"],
 }
 
 GREETING = ["Hello, thanks for calling.", "How can I help you today?"]
+# Below this the nearest example is a guess that a word cue overrules; above it, a cue only
+# overrules intents that no request could be (a greeting before "I'd like to return...").
+CUE_OVERRULES_BELOW = 0.55
+_SOFT_INTENTS = {"unknown", "greeting", "help", "thanks", "faq"}
 
 
 def _dot(a: list[float], b: list[float]) -> float:
@@ -74,4 +83,20 @@ class IntentClassifier:
             score = _dot(vector, example)
             if score > best:
                 best_intent, best = intent, score
-        return (best_intent if best >= self._min_similarity else "unknown"), round(best, 3)
+        intent = best_intent if best >= self._min_similarity else "unknown"
+        return _with_cues(text, intent, best), round(best, 3)
+
+
+def _with_cues(text: str, intent: str, score: float) -> str:
+    """The embedding's intent, unless a word cue is clearer (see `CUE_OVERRULES_BELOW`)."""
+    unsure = intent in _SOFT_INTENTS or score < CUE_OVERRULES_BELOW
+    if cue := lexical_intent(text):
+        return cue if unsure or intent not in ("order_status", "returns") and score < 0.7 else intent
+    if intent in ("unknown", "greeting", "help", "human") or score < CUE_OVERRULES_BELOW:
+        if connectivity_check(text):
+            return "line_check"
+        if asks_to_wait(text):
+            return "wait"
+    if intent != "goodbye" and farewell(text):
+        return "goodbye"
+    return intent

@@ -16,8 +16,10 @@ from typing import AsyncIterator
 from deployments.dialogue.support import HANDOFF, MEMORY_DEFAULTS, REFUSAL, TurnResult
 from deployments.dialogue.text import split_sentences
 from deployments.policy.engine import PolicyContext, PolicyEngine
+from deployments.policy.language import confirmation
 from deployments.tools.router import RunAheadRefused
 from models.state import ToolResult
+from serve_app.pii import mask_pii
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +27,9 @@ SYSTEM_PROMPT = (
     "You are a customer-support voice agent for an online shop, speaking on the phone. "
     "Answer in one to three short sentences written for the ear: no lists, no markdown, no emoji, "
     "numbers spoken plainly. Never invent order data: use the tools. Order and return questions need "
-    "the caller's four-digit PIN: ask for it, then call verify_pin. Before opening a return, repeat the "
-    "order and reason and get a clear yes. If the caller wants a person, call escalate_to_human."
+    "the caller's four-digit PIN: ask for it, then call verify_pin. Before opening a return, name the "
+    "order and the kind of reason and get a clear yes. Never read the caller's own words back to them. "
+    "If the caller wants a person, call escalate_to_human."
 )
 TOOL_SCHEMAS = [
     {"type": "function", "function": {"name": "verify_pin", "description": "Check the caller's four-digit PIN.",
@@ -45,8 +48,12 @@ MODEL_DOWN = "Sorry, I'm having trouble answering right now. Please try again in
 
 
 class OpenAIDialogueEngine:
-    def __init__(self, client, model: str, tools, policy: PolicyEngine, max_tool_steps: int = 3, max_auth_failures: int = 3):
+    def __init__(
+        self, client, model: str, tools, policy: PolicyEngine, max_tool_steps: int = 3, max_auth_failures: int = 3,
+        wants_human=None,
+    ):
         self._client = client  # openai.AsyncOpenAI, base_url pointing at any compatible server
+        self._wants_human = wants_human  # the same embedding classifier as the local engine's, beside the patterns
         self._model = model
         self._tools = tools
         self._policy = policy
@@ -57,7 +64,9 @@ class OpenAIDialogueEngine:
         """Yield reply sentences as the model produces them, then the TurnResult."""
         m = copy.deepcopy({**MEMORY_DEFAULTS, **(memory or {})})
         r = TurnResult([], "llm", m)
-        r.policy = self._policy.decide(text, PolicyContext(m["authenticated"], m["auth_locked"], False, m["consecutive_failures"]))
+        wants_human = bool(self._wants_human and await self._wants_human(text))
+        ctx = PolicyContext(m["authenticated"], m["auth_locked"], False, m["consecutive_failures"], wants_human)
+        r.policy = self._policy.decide(text, ctx)
         if r.policy.action in ("escalate", "refuse"):
             if r.policy.action == "escalate":
                 r.escalate, r.end_call, r.intent = r.policy.reason, True, "escalation"
@@ -88,7 +97,7 @@ class OpenAIDialogueEngine:
                     break
                 messages.append({"role": "assistant", "content": None, "tool_calls": tool_calls})
                 for call in tool_calls:
-                    output = await self._run_tool(call, r, session_id, caller_id)
+                    output = await self._run_tool(call, r, session_id, caller_id, text)
                     messages.append({"role": "tool", "tool_call_id": call["id"], "content": json.dumps(output)})
                 if r.escalate:
                     break
@@ -134,7 +143,7 @@ class OpenAIDialogueEngine:
         if calls:
             yield [calls[i] for i in sorted(calls)]
 
-    async def _run_tool(self, call: dict, r: TurnResult, session_id: str, caller_id: str) -> dict:
+    async def _run_tool(self, call: dict, r: TurnResult, session_id: str, caller_id: str, said: str = "") -> dict:
         name = call["function"]["name"]
         try:
             args = json.loads(call["function"]["arguments"] or "{}")
@@ -154,8 +163,13 @@ class OpenAIDialogueEngine:
             if m["auth_locked"]:
                 return {"error": "locked: too many wrong PINs, escalate to a human"}
             r.sensitive = True
-            result = await self._tools.call("verify_pin", {"caller_id": caller_id, "pin": str(args.get("pin", ""))}, session_id)
+            pin_args = {"caller_id": caller_id, "pin": str(args.get("pin", "")), "session_id": session_id}
+            result = await self._tools.call("verify_pin", pin_args, session_id)
             r.tool_results.append(result)
+            if result.error == "auth_locked":  # the store's lockout, across calls: even a right PIN is refused
+                m["auth_locked"] = True
+                r.escalate, r.end_call, r.intent = "auth_locked", True, "escalation"
+                return {"verified": False, "error": "locked: too many wrong PINs, the call goes to a human"}
             if result.ok:
                 m.update(authenticated=True, customer_id=result.output["customer_id"], customer_name=result.output["name"], auth_failures=0)
                 return {"verified": True, "name": result.output["name"]}
@@ -169,7 +183,14 @@ class OpenAIDialogueEngine:
         if name in ACCOUNT_TOOLS:
             if not m["authenticated"]:
                 return {"error": "not_authenticated: ask the caller for their four-digit PIN first"}
+            if name == "create_return" and confirmation(said) != "yes":
+                # The side effect needs the caller's clear yes in this very turn, as in the local engine:
+                # "No, don't do it" or "yes... no, wait" never opens a return, whatever the model read.
+                r.tool_results.append(ToolResult(tool=name, ok=False, error="not_confirmed"))
+                return {"error": "not_confirmed: repeat the order and reason and ask the caller for a clear yes or no"}
             args = {k: str(v) for k, v in args.items() if k in ("order_id", "reason")}
+            if "reason" in args:
+                args["reason"] = mask_pii(args["reason"])[:200]  # stored: masked, as the local engine does
             result = await self._tools.call(name, {"customer_id": m["customer_id"], **args}, session_id)
             r.tool_results.append(result)
             return result.output if result.ok else {"error": result.error}

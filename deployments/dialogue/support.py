@@ -8,23 +8,30 @@ goes back updated: the engine is stateless, the session actor owns the state.
 from __future__ import annotations
 
 import copy
-import re
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
+from deployments.dialogue.knowledge_answers import KnowledgeAnswers
+from deployments.dialogue.returns import ReturnsFlow, note_reason, resume_prompt, spell
+from deployments.dialogue.text import split_sentences
+from deployments.policy.cues import accepts_offer, volunteered_pin
 from deployments.policy.engine import PolicyContext, PolicyEngine
+from deployments.policy.language import announces_pin, asks_about_account, confirmation, is_question, mentions_return
 from deployments.policy.slots import extract_order_number, extract_pin
 from models.state import PolicyDecision, ToolResult
-from deployments.dialogue.text import split_sentences
-from serve_app.pii import mask_pii
 
 Classify = Callable[[str], Awaitable[tuple[str, float]]]
+WantsHuman = Callable[[str], Awaitable[bool]]
 NEEDS_AUTH = {"order_status", "returns"}
 
 HANDOFF = {
     "caller_request": "Of course. I'm connecting you with a colleague now. Please hold.",
     "consecutive_failures": "I'm sorry I haven't been able to help. Let me connect you with a colleague who can.",
-    "auth_locked": "I couldn't verify your PIN, so I'm connecting you with a colleague who can help. Please hold.",
+    # Said for the lockout of this call and the store's (across calls) alike: both are true then.
+    "auth_locked": (
+        "Too many wrong PINs have been tried, so I can't verify you by phone for now. "
+        "I'm connecting you with a colleague who can help. Please hold."
+    ),
     "low_confidence": "I'm not sure about that one, so I'm connecting you with a colleague. Please hold.",
 }
 REFUSAL = "Sorry, I can't help with that. I can check an order, start a return, or answer questions about shipping, returns, warranty and our hours."
@@ -33,10 +40,10 @@ CANNED = {
     "thanks": "You're welcome. Is there anything else?",
     "help": "I can check an order, start a return, or answer questions about shipping, returns, warranty and opening hours. What would you like to do?",
     "goodbye": "Thanks for calling. Goodbye.",
+    "line_check": "Yes, I can hear you. How can I help?",
+    "wait": "Of course, take your time. I'm here when you're ready.",
 }
-_YES = re.compile(r"\b(yes|yeah|yep|sure|correct|go ahead|please do|do it|that's right|ok(ay)?)\b", re.I)
-_GENERAL_QUESTION = re.compile(r"^\s*(how|what|when|where|which|why|do you|does|is|are|can i|can you|could i)\b", re.I)
-_NO = re.compile(r"\b(no|nope|don't|do not|cancel|stop|never mind|wait)\b", re.I)
+ASIDES = {"human", "goodbye", "line_check", "wait"}  # said mid-workflow, these are not its next answer
 MEMORY_DEFAULTS = {
     "authenticated": False,
     "customer_id": None,
@@ -46,11 +53,6 @@ MEMORY_DEFAULTS = {
     "consecutive_failures": 0,
     "slots": {},
 }
-
-
-def spell(digits: str) -> str:
-    """Digits read one by one, as people say order numbers."""
-    return " ".join(digits)
 
 
 @dataclass
@@ -71,9 +73,13 @@ class TurnResult:
         return self
 
 
-class SupportAgent:
-    def __init__(self, classify: Classify, tools, kb, policy: PolicyEngine, confidence_threshold: float = 0.6, max_auth_failures: int = 3):
+class SupportAgent(ReturnsFlow, KnowledgeAnswers):
+    def __init__(
+        self, classify: Classify, tools, kb, policy: PolicyEngine, confidence_threshold: float = 0.6,
+        max_auth_failures: int = 3, wants_human: WantsHuman | None = None,
+    ):
         self._classify = classify
+        self._wants_human = wants_human  # the embedding classifier for requests of a person, beside the patterns
         self._tools = tools
         self._kb = kb
         self._policy = policy
@@ -94,19 +100,43 @@ class SupportAgent:
         if awaiting == "pin" and (pin := extract_pin(text)):
             r = TurnResult([], "authenticate", m, sensitive=True)
             return await self._verify_pin(pin, r, session_id, caller_id)
+        offer = slots.pop("offer", None)  # the agent's own offer of a transfer stands for one turn
         intent, score = await self._classify(text)
-        if extract_order_number(text) and (awaiting == "order_id" or intent == "unknown"):
-            intent = slots.get("pending_intent", "order_status")  # a bare order number continues the order flow
+        order_id = extract_order_number(text)
+        if order_id and (awaiting == "order_id" or intent not in NEEDS_AUTH):
+            # an order number continues the order flow, or names the order of a return
+            intent = "returns" if mentions_return(text) else slots.get("pending_intent", "order_status")
         workflow = slots.get("workflow")
-        if workflow and intent not in ("human", "goodbye"):
-            intent = "returns"
+        if intent == "returns" and not workflow:
+            note_reason(slots, text)  # "...because they're too small": not asked again
+        if intent == "wait":  # "hold on a sec": nothing changes, the agent's offer still stands
+            if offer:
+                slots["offer"] = offer
+            return self._succeeded(TurnResult([CANNED["wait"]], intent, m, score=score))
+        volunteered = awaiting is None and intent not in NEEDS_AUTH and volunteered_pin(text)
+        if not m["authenticated"] and (announces_pin(text) or volunteered) and (pin := extract_pin(text)) \
+                and not self._policy.is_injection(text):
+            # "My PIN is 1234, where's order 10042?": the PIN said up front, before it was asked for;
+            # or four digits alone where no PIN was asked for ("Okay, four three two one"): a PIN too
+            slots.update(pending_intent=intent if intent in NEEDS_AUTH else slots.get("pending_intent"))
+            if order_id:
+                slots["order_id"] = order_id
+            return await self._verify_pin(pin, TurnResult([], "authenticate", m, sensitive=True), session_id, caller_id)
         r = TurnResult([], intent, m, score=score)
-        general = _GENERAL_QUESTION.match(text) and not re.search(r"\bmy\b", text, re.I) and not extract_order_number(text)
-        if intent in NEEDS_AUTH and not workflow and general:
-            # "how long do I have to send something back" asks about the policy, not an account
-            if await self._answer_from_kb(text, r):
-                return r
-        ctx = PolicyContext(m["authenticated"], m["auth_locked"], intent in NEEDS_AUTH, m["consecutive_failures"])
+        wants_human = bool(self._wants_human and await self._wants_human(text))
+        if offer == "transfer" and not is_question(text):
+            said = confirmation(text)
+            if said == "yes" and accepts_offer(text):  # a bare yes: "Okay. 1, 2, 3, 4." is a new turn
+                wants_human = True
+            elif said == "no" and not wants_human:
+                return r.say("Okay. What else can I help you with?")
+        # A question about our policies never needs a PIN, even with "my" in it ("how long does my
+        # refund take"), and one asked mid-workflow is answered there: the workflow keeps its step.
+        kb_first = (workflow or awaiting or intent in NEEDS_AUTH) and not order_id
+        policy_question = kb_first and is_question(text) and not asks_about_account(text)
+        answer = await self._kb_answer(text, r) if policy_question else None
+        needs_auth = intent in NEEDS_AUTH and answer is None
+        ctx = PolicyContext(m["authenticated"], m["auth_locked"], needs_auth, m["consecutive_failures"], wants_human)
         r.policy = self._policy.decide(text, ctx)
         if r.policy.action == "authenticate":
             return self._ask_pin(intent, text, r)
@@ -114,6 +144,11 @@ class SupportAgent:
             return self._escalate(r.policy.reason, r)
         if r.policy.action == "refuse":
             return self._failed(r.say(REFUSAL))
+        if answer is not None:
+            r.intent = "knowledge"
+            return self._succeeded(r.say(*split_sentences(answer.text), *filter(None, [resume_prompt(slots)])))
+        if workflow and intent not in ASIDES:
+            intent = "returns"
         return await self._handle(intent, text, r, session_id)
 
     # --- handlers ------------------------------------------------------------
@@ -138,18 +173,24 @@ class SupportAgent:
 
     async def _verify_pin(self, pin: str, r: TurnResult, session_id: str, caller_id: str) -> TurnResult:
         m, slots = r.memory, r.memory["slots"]
-        result = await self._tools.call("verify_pin", {"caller_id": caller_id, "pin": pin}, session_id)
+        args = {"caller_id": caller_id, "pin": pin, "session_id": session_id}
+        result = await self._tools.call("verify_pin", args, session_id)
         r.tool_results.append(result)
+        if result.error == "auth_locked":  # the store's lockout, across calls: even a right PIN is refused
+            m["auth_locked"] = True
+            slots.clear()
+            return self._escalate("auth_locked", r)
         if not result.ok and result.error != "wrong_pin":
             slots.pop("awaiting", None)
             return self._failed(r.say("I can't check your PIN right now. Please try again in a moment."))
         if not result.ok:
-            m["auth_failures"] += 1
+            m["auth_failures"] += 1  # this call's count, for "N attempts left"; the store decides the lock
             if m["auth_failures"] >= self._max_auth_failures:
                 m["auth_locked"] = True
                 slots.clear()
                 return self._escalate("auth_locked", r)
             left = self._max_auth_failures - m["auth_failures"]
+            left = min(left, result.output.get("attempts_left") or left)
             return r.say("That PIN didn't match.", f"Please try again. You have {left} {'attempt' if left == 1 else 'attempts'} left.")
         m.update(authenticated=True, customer_id=result.output["customer_id"], customer_name=result.output["name"], auth_failures=0)
         slots.pop("awaiting", None)
@@ -185,61 +226,6 @@ class SupportAgent:
         else:
             self._failed(r.say(self._tools.spec("order_status").fallback))
         return None
-
-    async def _returns(self, text: str, r: TurnResult, session_id: str) -> TurnResult:
-        """Collect the order, then the reason, confirm, and only then open the return."""
-        slots = r.memory["slots"]
-        wf = slots.setdefault("workflow", {"name": "return", "step": "order"})
-        r.intent = "returns"
-        if wf["step"] == "order":
-            order_id = extract_order_number(text) or slots.pop("order_id", None)
-            if not order_id:
-                return r.say("Which order would you like to return? Please tell me the order number.")
-            found = await self._lookup(order_id, r, session_id)
-            if found is None:
-                return r
-            slots.pop("awaiting", None)
-            wf.update(step="reason", order_id=order_id, item=found["item"])
-            return self._succeeded(r.say(f"Okay, the {found['item']} from order {spell(order_id)}.", "Why are you returning it?"))
-        if wf["step"] == "reason":
-            wf.update(step="confirm", reason=text.strip().rstrip(".!?")[:200])
-            return self._succeeded(
-                r.say(f"To confirm: return the {wf['item']} from order {spell(wf['order_id'])}, because {wf['reason']}.", "Shall I go ahead?")
-            )
-        # step == "confirm"
-        if _NO.search(text) and not _YES.search(text):
-            slots.pop("workflow", None)
-            return self._succeeded(r.say("Okay, I won't start the return. Is there anything else?"))
-        if not _YES.search(text):
-            return r.say("Sorry, shall I start the return? Please say yes or no.")
-        args = {"customer_id": r.memory["customer_id"], "order_id": wf["order_id"], "reason": wf["reason"]}
-        result = await self._tools.call("create_return", args, session_id)
-        r.tool_results.append(result)
-        slots.pop("workflow", None)
-        if not result.ok:
-            return self._failed(r.say("I couldn't start the return just now. Nothing was changed; please try again later."))
-        return self._succeeded(
-            r.say(f"Done. Your return reference is {spell(result.output['return_id'].split('-')[0])}.", "We'll email you a prepaid return label.")
-        )
-
-    async def _answer_from_kb(self, text: str, r: TurnResult) -> bool:
-        """Answer from the knowledge base if it is confident enough; note the confidence."""
-        answer = await self._kb.answer(text) if self._kb is not None else None
-        r.kb_confidence = answer.confidence if answer else 0.0
-        if answer is None or answer.confidence < self._threshold:
-            return False
-        r.intent = "knowledge"
-        self._succeeded(r.say(*split_sentences(answer.text)))  # one TTS request per sentence
-        return True
-
-    async def _knowledge(self, text: str, r: TurnResult) -> TurnResult:
-        if await self._answer_from_kb(text, r):
-            return r
-        if r.memory["consecutive_failures"] + 1 >= self._policy.max_consecutive_failures:
-            return self._escalate("low_confidence", r)
-        heard = text.strip().rstrip(".!?")
-        echo = [f"I heard: {heard}."] if mask_pii(heard) == heard else []  # never read personal data back
-        return self._failed(r.say(*echo, "I'm not sure I know the answer to that. Could you put it another way, or shall I transfer you to a colleague?"))
 
     # --- outcomes ------------------------------------------------------------
 
