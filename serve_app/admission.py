@@ -20,8 +20,9 @@ Clock = Callable[[], float]
 
 
 def default_hosts(port: int) -> frozenset[str]:
-    """The gateway's own names: loopback, with and without the port."""
-    return frozenset({"127.0.0.1", "localhost", f"127.0.0.1:{port}", f"localhost:{port}"})
+    """The loopback names, on any port: a rebinding page sends its own name, never these, and a
+    local relay or port-forward (another port) still reaches the gateway."""
+    return frozenset({"127.0.0.1:*", "localhost:*", "[::1]:*", f"127.0.0.1:{port}", f"localhost:{port}"})
 
 
 def default_origins(port: int) -> frozenset[str]:
@@ -30,8 +31,14 @@ def default_origins(port: int) -> frozenset[str]:
 
 
 def host_allowed(host: str | None, allowed: Iterable[str]) -> bool:
-    """Exact match, case-insensitive; a missing Host header is refused (HTTP/1.1 requires it)."""
-    return bool(host) and host.strip().lower() in {h.lower() for h in allowed}
+    """Exact match, case-insensitive, or `name:*` for that name on any port (or none); a
+    missing Host header is refused (HTTP/1.1 requires it)."""
+    if not host:
+        return False
+    host = host.strip().lower()
+    names = {h.lower() for h in allowed}
+    name = host.rsplit(":", 1)[0] if host.rsplit(":", 1)[-1].isdigit() and not host.endswith("]") else host
+    return host in names or f"{name}:*" in names
 
 
 def origin_allowed(origin: str | None, allowed: Iterable[str]) -> bool:

@@ -204,6 +204,22 @@ def status(_args) -> int:
     return 0 if code == 200 else 1
 
 
+def secrets_push(args) -> int:
+    """For `serve deploy serve_config.yaml` on a cluster: hand this shell's secret variables
+    (cloud keys, VOICE_ADMIN_TOKEN) to the replicas through Ray's KV store, as `up` does."""
+    _export_dotenv()
+    _cli_env()
+    import ray
+
+    ray.init(address=args.address or f"127.0.0.1:{load_settings().ray_port}", namespace="serve", log_to_driver=False)
+    try:
+        names = cluster.publish_secrets()
+    finally:
+        ray.shutdown()
+    print(f"secrets stored for the replicas: {', '.join(names) or 'none'} (redeploy or restart replicas to read them)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="voice-agent", description="Run the voice-agent platform on a local Ray.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -211,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("down", help="shut the platform and Ray down").set_defaults(func=down)
     sub.add_parser("status", help="is the platform up and ready?").set_defaults(func=status)
     customers_cli.add_parser(sub)
+    secrets = sub.add_parser("secrets", help="secrets for the replicas (never in the runtime_env)")
+    push = secrets.add_subparsers(dest="action", required=True).add_parser("push", help="store this shell's secrets in the cluster")
+    push.add_argument("--address", help="Ray address (default: the local head, VOICE_RAY_PORT)")
+    push.set_defaults(func=secrets_push)
     args = p.parse_args(argv)
     return args.func(args)
 

@@ -21,8 +21,11 @@ TOKEN = "s3cr3t-admin-token-value"
 
 def test_hosts_and_origins():
     hosts = default_hosts(8000)
-    assert all(host_allowed(h, hosts) for h in ("127.0.0.1:8000", "localhost:8000", "LOCALHOST:8000", "127.0.0.1"))
-    assert not any(host_allowed(h, hosts) for h in ("evil.example", "evil.example:8000", "127.0.0.1:8001", "", None))
+    allowed = ("127.0.0.1:8000", "localhost:8000", "LOCALHOST:8000", "127.0.0.1", "127.0.0.1:8001", "[::1]:8000")
+    assert all(host_allowed(h, hosts) for h in allowed)  # a local relay on another port is still us
+    refused = ("evil.example", "evil.example:8000", "127.0.0.1.evil.example:8000", "localhost.evil:80", "127.0.0.1:x", "", None)
+    assert not any(host_allowed(h, hosts) for h in refused)
+    assert host_allowed("voice.example.com:443", ["voice.example.com:*"]) and not host_allowed("voice.example.com:443", ["voice.example.com"])
     origins = default_origins(8000)
     assert origin_allowed(None, origins)  # no Origin: not a browser page (CLI, SDKs, telephony)
     assert origin_allowed("http://127.0.0.1:8000", origins) and origin_allowed("http://localhost:8000/", origins)

@@ -189,3 +189,19 @@ async def test_a_line_is_free_within_2_s_of_hang_up_while_the_session_actor_hang
             os.kill(pid, signal.SIGCONT)  # let the killed process exit
         except ProcessLookupError:
             pass
+
+
+async def test_a_typed_run_of_digits_and_a_letter_gets_a_reply(platform):
+    """Finding 2 of issue 11: 40 digits and a letter once sent the PII masker into catastrophic
+    backtracking (days of CPU in the session actor). Now the turn is answered at once."""
+    client = await open_call(platform, "digit-run")
+    await wait_greeting_done(client)
+    mark = len(client.events)
+    started = time.monotonic()
+    await client.send_json({"type": "text", "text": "1" * 40 + "a"})
+    await client.wait_event("agent.text", after=mark, timeout=15)
+    assert time.monotonic() - started < 10
+    assert [e for e in client.events[mark:] if e["type"] == "transcript"], client.events[mark:]
+    assert await typed_turn_works(client)
+    await client.send_json({"type": "hangup"})
+    await client.wait_for(lambda: client.closed, 10)
