@@ -3,8 +3,8 @@
 import logging
 import os
 
+from common.pii import install_log_masking
 from deployments._loopback import keep_replica_grpc_on_loopback
-from serve_app.pii import install_log_masking
 
 keep_replica_grpc_on_loopback()
 install_log_masking()  # every process that runs our code masks PII in its logs

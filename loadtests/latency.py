@@ -122,9 +122,9 @@ def main() -> int:
 
     import ray
 
+    from common.config import load_settings
     from deployments.tts.engine import PiperEngine
     from serve_app import cluster
-    from serve_app.config import load_settings
 
     piper = PiperEngine()
     clips = [(t, b"".join(piper.synthesize(t, 16000, deterministic=True))) for t in UTTERANCES]

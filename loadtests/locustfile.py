@@ -19,7 +19,7 @@ import gevent
 import websocket
 from locust import User, between, events, task
 
-from deployments.audio import read_wav
+from common.audio import read_wav
 
 ROOT = Path(__file__).resolve().parent.parent
 UTTERANCE = os.environ.get("LOADTEST_WAV", str(ROOT / "samples" / "hours.wav"))

@@ -72,13 +72,6 @@ class SlidingWindowLimiter:
     def __len__(self) -> int:
         return len(self._events)
 
-    def retry_after(self, key: str) -> float:
-        """Seconds until `key` may be admitted again (0: now)."""
-        events = self._events.get(key)
-        if not events or len(events) < self.limit:
-            return 0.0
-        return max(0.0, events[0] + self.window_s - self._clock())
-
     def allow(self, key: str) -> bool:
         """Admit and remember one event for `key`, or refuse it."""
         now = self._clock()

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from ray.serve import Application
 
+from common.config import load_settings
 from deployments.asr.deployment import ASR
 from deployments.dialogue.deployment import Dialogue
 from deployments.embeddings.deployment import Embeddings
 from deployments.tts.deployment import TTS
-from serve_app.config import load_settings
 from serve_app.gateway import Gateway
 
 

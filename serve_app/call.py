@@ -186,7 +186,7 @@ async def speak_turn(client: CallClient, pcm16: bytes, label: str = "", timeout:
 
 
 async def run_cli(args) -> int:
-    from deployments.audio import read_wav, resample, write_wav
+    from common.audio import read_wav, resample, write_wav
     from models.protocol import SUPPORTED_SAMPLE_RATES
 
     clips = []

@@ -16,9 +16,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import AsyncIterator, Awaitable, Callable
+from typing import AsyncIterator, Callable
 
-from deployments.audio import StreamResampler
+from common.audio import StreamResampler
+from common.config import Settings
+from common.pii import mask_pii
 from deployments.vad.engine import Endpointer, SpeechEnded, SpeechPaused, SpeechResumed, SpeechStarted, VADStream
 from models.protocol import (
     CloseCode,
@@ -32,13 +34,11 @@ from models.protocol import (
     parse_client_text,
     session_started,
 )
-from serve_app.config import Settings
 from serve_app.deadlines import Deadlines, StageTimeout, first_within, items_within, next_item, within
 from serve_app.guards import ErrorLimiter, TokenBucket
-from serve_app.hearing import Hearing
+from serve_app.hearing import Hearing, Transcribe
 from serve_app.pacer import AudioPacer
 from serve_app.partial_mask import mask_number_runs
-from serve_app.pii import mask_pii
 from serve_app.playback import Speech, heard, is_backchannel
 from serve_app.prefetch import Prefetch, stop_stream
 from serve_app.turn_parts import Ahead, Interrupted, TurnInput, discard_ahead as _discard
@@ -54,7 +54,6 @@ CLOSE_WAIT_S = 1.0  # at the end of a call, for the Deepgram stream and the sock
 CHECK_IN = "Are you still there?"
 IDLE_GOODBYE = "I haven't heard from you, so I'll end the call now. Goodbye."
 
-Transcribe = Callable[[bytes, str], Awaitable[dict]]
 Synthesize = Callable[[str, int, str, bool], AsyncIterator[bytes]]  # text, sample rate, locale, first of a reply
 
 

@@ -15,9 +15,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from common.config import ConfigError, load_settings
 from serve_app import cluster, customers_cli
-from serve_app.config import ConfigError, load_settings
-
 
 
 def _ray_bin() -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from serve_app import secret_store
+from common import secret_store
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def settings_env() -> dict[str, str]:
 
 def load_config(path: Path = CONFIG_PATH, http_port: int | None = None, env: dict[str, str] | None = None) -> dict:
     """serve_config.yaml with `env` in every application's runtime_env, secrets left out
-    (`deploy` hands those over through Ray's KV store: serve_app/secret_store.py)."""
+    (`deploy` hands those over through Ray's KV store: common/secret_store.py)."""
     config = yaml.safe_load(Path(path).read_text())
     plain, _ = secret_store.split_env(env or {})
     if http_port is not None:

@@ -22,8 +22,8 @@ def add_parser(sub) -> None:
 
 
 def unlock(args: argparse.Namespace) -> int:
+    from common.config import ConfigError, load_settings
     from deployments.tools.support_store import PinLockout, SupportStore
-    from serve_app.config import ConfigError, load_settings
 
     try:
         settings = load_settings()

@@ -27,7 +27,6 @@ from serve_app.eval_checks import CATEGORIES, check_turn, scored, validate
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 SETS = {"dev": SCENARIO_DIR / "dev.yaml", "test": SCENARIO_DIR / "test.yaml"}
-DEFAULT_SCENARIOS = SETS["dev"]
 
 
 @dataclass
@@ -70,6 +69,7 @@ class Report:
 
 def build_agent(workdir: Path, kb_docs: Path | None = None):
     """The local support agent over real models, with its own store and knowledge base."""
+    from common.config import get_settings
     from deployments.dialogue.engine import IntentClassifier
     from deployments.dialogue.support import SupportAgent
     from deployments.dialogue.tools import support_tools
@@ -80,7 +80,6 @@ def build_agent(workdir: Path, kb_docs: Path | None = None):
     from deployments.tools.breaker import CircuitBreaker
     from deployments.tools.router import ToolRouter
     from deployments.tools.support_store import SupportStore
-    from serve_app.config import get_settings
 
     settings = get_settings()
     embedder = Embedder(settings.embeddings_model_path)

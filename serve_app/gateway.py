@@ -14,13 +14,13 @@ from fastapi.responses import FileResponse, JSONResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from common.config import get_settings
 from deployments.session.actor import SESSION_NAMESPACE, SessionActor
 from deployments.tools.breaker_actor import BreakerClient, breaker_actor
 from deployments.vad.engine import SileroVAD
 from models.protocol import CloseCode, ProtocolError, event, parse_connect
 from serve_app.admission import Admission, default_origins
 from serve_app.call_handler import CallHandler
-from serve_app.config import get_settings
 from serve_app.deadlines import Deadlines, StageTimeout, within
 from serve_app.http_guard import Guard, deny
 from serve_app.session_pool import AtCapacity, SessionPool

@@ -16,8 +16,8 @@ import logging
 import time
 from typing import Awaitable, Callable
 
-from serve_app.config import Settings
-from serve_app.dialects import dialect_for
+from common.config import Settings
+from common.dialects import dialect_for
 
 log = logging.getLogger(__name__)
 

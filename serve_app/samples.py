@@ -12,7 +12,7 @@ SAMPLES = {
 
 
 def synthesize_wav(engine, text: str, path: Path, rate: int = 16000) -> Path:
-    from deployments.audio import write_wav
+    from common.audio import write_wav
 
     pcm = b"".join(engine.synthesize(text, rate, deterministic=True))
     write_wav(path, pcm, rate)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import ray
 
+from common.config import get_settings
 from deployments.session.actor import SESSION_NAMESPACE
 from deployments.session.store import SessionStore
-from serve_app.config import get_settings
 
 
 def session_actor(session_id: str, store_path: Path | str | None = None):

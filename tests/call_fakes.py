@@ -10,10 +10,10 @@ import time
 
 import numpy as np
 
+from common.config import Settings, get_settings
 from deployments.session.actor import SessionActor
 from models.protocol import ConnectParams
 from serve_app.call_handler import CallHandler
-from serve_app.config import Settings, get_settings
 
 RATE = 16000
 FRAME = bytes(RATE * 20 // 1000 * 2)  # 20 ms of silence

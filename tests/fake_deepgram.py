@@ -66,8 +66,8 @@ class FakeDeepgram:
         return None
 
     def _transcribe(self, pcm: np.ndarray, rate: int) -> tuple[str, float]:
+        from common.audio import resample
         from deployments.asr.engine import WhisperEngine
-        from deployments.audio import resample
 
         if self._whisper is None:
             self._whisper = WhisperEngine(cpu_threads=1)

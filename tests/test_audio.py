@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from deployments.audio import StreamResampler, read_wav, resample, write_wav
+from common.audio import StreamResampler, read_wav, resample, write_wav
 
 
 def tone(freq: float, rate: int, seconds: float = 1.0) -> bytes:

@@ -61,7 +61,7 @@ def stats(page) -> dict:
 def caller_wav(speak, path: Path, question: str, cut_in: str) -> Path:
     """Silence while the greeting plays, a question, and a second one said while the agent is
     still answering the first (a barge-in), then silence for the endpoint."""
-    from deployments.audio import write_wav
+    from common.audio import write_wav
 
     write_wav(path, silence(4.0) + speak(question) + silence(3.0) + speak(cut_in) + silence(6.0), 16000)
     return path

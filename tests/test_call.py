@@ -29,7 +29,7 @@ def stored(platform, session_id):
 
 
 async def test_two_spoken_turns(platform, speak, output_dir):
-    from deployments.audio import write_wav
+    from common.audio import write_wav
 
     client = await open_call(platform, "two-turns")
     started = client.session
@@ -180,9 +180,8 @@ async def test_abrupt_disconnect_still_checkpoints_and_frees_the_actor(platform)
 
 async def test_breaker_actor_is_shared_by_every_session(platform):
     """Two sessions' clients see one breaker: failures from both open it once for all."""
+    from common.config import get_settings
     from deployments.tools.breaker_actor import BreakerClient, breaker_actor
-
-    from serve_app.config import get_settings
 
     settings = get_settings()
     threshold = settings.breaker_failure_threshold
@@ -218,7 +217,7 @@ async def test_spoken_call_authenticates_and_gets_order_status(platform, speak):
     assert state.turns[2].transcript == "[PIN]"  # the spoken PIN never reaches the store
     assert pin.transcript == "[PIN]"  # nor the caller's transcript event
     assert [t.tool for t in state.turns[2].tool_results] == ["verify_pin", "order_status"]
-    from serve_app.config import get_settings
+    from common.config import get_settings
 
     audit = SupportStore(get_settings().support_db_path, seed_demo=False).audit(client.session["session_id"])
     assert [(a["name"], a["outcome"]) for a in audit] == [("verify_pin", "ok"), ("order_status", "ok")]
@@ -252,7 +251,7 @@ async def test_personal_data_said_in_a_call_appears_nowhere_in_clear(platform, s
 
     import ray
 
-    from serve_app.config import get_settings
+    from common.config import get_settings
 
     client = await open_call(platform, "pii-caller")
     await wait_greeting_done(client)

@@ -1,6 +1,6 @@
 import pytest
 
-from serve_app.config import ConfigError, load_settings
+from common.config import ConfigError, load_settings
 
 
 @pytest.fixture(autouse=True)

@@ -5,9 +5,9 @@ import asyncio
 
 import pytest
 
+from common.config import Settings
+from common.dialects import dialect_for
 from deployments.asr.deepgram import DeepgramError, DeepgramStream
-from serve_app.config import Settings
-from serve_app.dialects import dialect_for
 from serve_app.hearing import Hearing
 from tests.conftest import silence
 from tests.fake_deepgram import FakeDeepgram

@@ -109,7 +109,7 @@ def test_session_engine_checkpoints_every_turn_masked(tmp_path):
     ],
 )
 def test_pii_masking(text, masked):
-    from serve_app.pii import mask_pii
+    from common.pii import mask_pii
 
     assert mask_pii(text) == masked
 
@@ -132,7 +132,7 @@ def test_normalize_spells_out_contractions(a, b):
     ],
 )
 def test_announced_pins_are_masked(text, masked):
-    from serve_app.pii import mask_pii
+    from common.pii import mask_pii
 
     assert mask_pii(text) == masked
 
@@ -140,7 +140,7 @@ def test_announced_pins_are_masked(text, masked):
 def test_log_records_are_masked(caplog):
     import logging
 
-    from serve_app.pii import install_log_masking
+    from common.pii import install_log_masking
 
     install_log_masking()
     install_log_masking()  # twice is harmless

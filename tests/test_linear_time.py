@@ -19,11 +19,13 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from deployments.dialogue import returns, text as dialogue_text
+from common import dialects, pii
+from deployments.dialogue import returns
+from deployments.dialogue import text as dialogue_text
 from deployments.policy import language, slots
 from deployments.policy.engine import PolicyContext, PolicyEngine
 from models.protocol import ProtocolError, parse_client_text, parse_connect
-from serve_app import dialects, partial_mask, playback, pii
+from serve_app import partial_mask, playback
 
 LIMIT_S = 0.050
 WATCHDOG_S = 2.0

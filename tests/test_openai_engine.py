@@ -123,8 +123,8 @@ async def test_server_errors_become_a_spoken_apology(store):
 
 
 async def test_config_selects_the_openai_engine_with_its_base_url(monkeypatch, tmp_path, store):
+    from common.config import load_settings
     from deployments.dialogue.deployment import build_engine
-    from serve_app.config import load_settings
 
     monkeypatch.setenv("VOICE_DIALOGUE_PROVIDER", "openai")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")

@@ -8,11 +8,15 @@ import time
 
 import pytest
 
-from deployments.audio import duration_s, resample
+from common.audio import resample
 from deployments.tts.openai_tts import OpenAITTSEngine, TTSProviderError
 from tests.fake_openai_tts import FakeOpenAITTS
 
 TEXT = "Your order shipped on Monday and should arrive by Thursday afternoon."
+
+
+def duration_s(pcm16: bytes, rate: int) -> float:
+    return len(pcm16) / 2 / rate
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """The linear-time PII masker masks exactly what the old backtracking patterns masked.
 
-The old patterns (serve_app/pii.py before issue 11) are kept here as the oracle. They are
+The old patterns (serve_app/pii.py before issue 11, now common/pii.py) are kept here as the oracle. They are
 exponential on long digit runs, so they only ever see short text; the property is checked on
 text built from the pieces that decide a match: digits and digit words, separators, "dot" and
 "at" said or written, SSN context, announced PINs, unicode digits and letters.
@@ -13,7 +13,7 @@ import re
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from serve_app.pii import mask_pii
+from common.pii import mask_pii
 
 _WORD_DIGITS = "zero|oh|one|two|three|four|five|six|seven|eight|nine"
 _DIGIT = rf"(?:\d|{_WORD_DIGITS})"

@@ -10,7 +10,8 @@ import json
 
 import pytest
 
-from serve_app import cluster, secret_store
+from common import secret_store
+from serve_app import cluster
 
 FAKE_KEY = "sk-fake-DO-NOT-LEAK-31f0c9e2"
 FAKE_TOKEN = "admin-fake-DO-NOT-LEAK-77aa"
@@ -60,7 +61,7 @@ def _sha(secret) -> str | None:
 
 
 def test_secrets_reach_a_ray_worker_through_the_kv_store(ray_runtime, monkeypatch):
-    from serve_app.config import load_settings
+    from common.config import load_settings
 
     ray = ray_runtime
     saved = secret_store.fetch(secret_store.KNOWN)
@@ -76,7 +77,7 @@ def test_secrets_reach_a_ray_worker_through_the_kv_store(ray_runtime, monkeypatc
             """What a replica's settings load sees: its environment has no secret."""
             import os
 
-            from serve_app.config import load_settings
+            from common.config import load_settings
 
             # A worker of the platform's Ray (full run) inherited the test env's admin token:
             # take every secret out of this worker's environment, as a replica's would be.

@@ -4,6 +4,7 @@ import asyncio
 
 import pytest
 
+from common.config import PROJECT_ROOT
 from deployments.dialogue.engine import IntentClassifier
 from deployments.dialogue.support import SupportAgent
 from deployments.dialogue.tools import support_tools
@@ -12,7 +13,6 @@ from deployments.policy.engine import PolicyEngine
 from deployments.policy.escalation import EscalationClassifier
 from deployments.tools.router import ToolRouter
 from deployments.tools.support_store import SupportStore
-from serve_app.config import PROJECT_ROOT
 from tests.test_tools import LocalBreaker
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Callable
 from urllib.parse import urlsplit
 
-from serve_app.dialects import Dialect
+from common.dialects import Dialect
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import asyncio
 
 from ray import serve
 
-from serve_app.config import get_settings
+from common.config import get_settings
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.5})

@@ -13,6 +13,7 @@ from typing import AsyncIterator
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from common.config import Settings, get_settings
 from deployments.dialogue.engine import GREETING, IntentClassifier
 from deployments.dialogue.support import SupportAgent, TurnResult
 from deployments.dialogue.tools import support_tools
@@ -22,7 +23,6 @@ from deployments.policy.escalation import EscalationClassifier
 from deployments.tools.breaker_actor import BreakerClient, breaker_actor
 from deployments.tools.router import NoToolsRouter, RunAheadRefused, ToolRouter
 from deployments.tools.support_store import SupportStore
-from serve_app.config import Settings, get_settings
 
 log = logging.getLogger(__name__)
 

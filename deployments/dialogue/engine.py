@@ -9,11 +9,9 @@ request in words the examples lack ("I'm after sending back my boots"), a region
 from __future__ import annotations
 
 import math
-from typing import Awaitable, Callable
 
 from deployments.policy.cues import asks_to_wait, connectivity_check, farewell, lexical_intent
-
-EmbedMany = Callable[[list[str]], Awaitable[list[list[float]]]]
+from deployments.policy.escalation import EmbedMany
 
 INTENT_EXAMPLES: dict[str, list[str]] = {
     "order_status": [

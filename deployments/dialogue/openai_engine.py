@@ -13,13 +13,13 @@ import json
 import logging
 from typing import AsyncIterator
 
+from common.pii import mask_pii
 from deployments.dialogue.support import HANDOFF, MEMORY_DEFAULTS, REFUSAL, TurnResult
 from deployments.dialogue.text import split_sentences
 from deployments.policy.engine import PolicyContext, PolicyEngine
 from deployments.policy.language import confirmation
 from deployments.tools.router import RunAheadRefused
 from models.state import ToolResult
-from serve_app.pii import mask_pii
 
 log = logging.getLogger(__name__)
 

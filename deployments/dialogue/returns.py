@@ -7,9 +7,9 @@ The caller's words are never read back: the confirmation names the reason by its
 
 from __future__ import annotations
 
+from common.pii import mask_pii
 from deployments.policy.language import confirmation, words
 from deployments.policy.slots import extract_order_number
-from serve_app.pii import mask_pii
 
 # (words that mark the kind, how the agent says it), first match wins
 _REASONS = [

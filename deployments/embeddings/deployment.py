@@ -6,7 +6,7 @@ import asyncio
 
 from ray import serve
 
-from serve_app.config import get_settings
+from common.config import get_settings
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25})
@@ -19,9 +19,6 @@ class Embeddings:
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
     async def _embed_batch(self, texts: list[str]) -> list[list[float]]:
         return await asyncio.to_thread(self._engine.embed, texts)
-
-    async def embed(self, text: str) -> list[float]:
-        return await self._embed_batch(text)
 
     async def embed_many(self, texts: list[str]) -> list[list[float]]:
         return list(await asyncio.gather(*(self._embed_batch(t) for t in texts)))

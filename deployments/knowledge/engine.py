@@ -11,13 +11,12 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Awaitable, Callable
 
 from deployments.dialogue.text import split_sentences
 from deployments.knowledge.lexical import LexicalIndex
+from deployments.policy.escalation import EmbedMany
 from deployments.policy.language import content, words
 
-EmbedMany = Callable[[list[str]], Awaitable[list[list[float]]]]
 COLLECTION = "support_kb"
 VIEWS_VERSION = "2"  # how sections are cut into views: a change re-indexes unchanged documents
 # Cosine similarity is not a confidence: MiniLM puts off-topic questions under 0.35 and spoken

@@ -11,9 +11,9 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    from common.config import get_settings
     from deployments.embeddings.engine import Embedder
     from deployments.knowledge.engine import KnowledgeBase
-    from serve_app.config import get_settings
 
     settings = get_settings()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -16,7 +16,7 @@ from typing import Awaitable, Callable
 from deployments.policy.cues import connectivity_check
 from deployments.policy.language import SCAN_CHARS, negated_request, words
 
-EmbedMany = Callable[[list[str]], Awaitable[list[list[float]]]]
+EmbedMany = Callable[[list[str]], Awaitable[list[list[float]]]]  # texts in, vectors out (also for dialogue, knowledge)
 
 REQUESTS = [
     "let me talk to a person",

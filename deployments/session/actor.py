@@ -14,9 +14,9 @@ from typing import AsyncIterator
 
 import ray
 
+from common.config import get_settings
 from deployments.session.engine import MAX_TURNS_GOODBYE, SessionEngine
 from deployments.session.store import SessionStore
-from serve_app.config import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -153,9 +153,6 @@ class SessionActor:
     def command_failed(self, op: str) -> None:
         if op == "reply":
             self._reply_in_flight = False
-
-    def record(self, kind: str, turn_id: int | None = None, detail: dict | None = None) -> None:
-        self._engine.record(kind, turn_id, **(detail or {}))
 
     def finalize(self, reason: str) -> dict:
         """The last checkpoint, before `session.ended` reaches the caller."""

@@ -5,10 +5,10 @@ Pure Python (pydantic + sqlite3); the Ray actor around it adds only the dialogue
 
 from __future__ import annotations
 
+from common.pii import mask_pii
 from deployments.policy.slots import extract_pin
 from deployments.session.store import SessionStore
 from models.state import CallEvent, PolicyDecision, SessionState, SessionStatus, ToolResult, TurnState, now_ms
-from serve_app.pii import mask_pii
 
 MAX_TURNS_GOODBYE = "We've covered a lot on this call, so I'll end it here. Thanks for calling. Goodbye."
 # What the dialogue engine may read and update between turns.

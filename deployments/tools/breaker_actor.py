@@ -51,7 +51,7 @@ def breaker_actor(failure_threshold: int, recovery_s: float,
 
     `trial_timeout_s`: None takes VOICE_BREAKER_TRIAL_TIMEOUT_S from this process's settings."""
     if trial_timeout_s is None:
-        from serve_app.config import get_settings
+        from common.config import get_settings
 
         trial_timeout_s = get_settings().breaker_trial_timeout_s
     return BreakerActor.options(name=name, namespace=NAMESPACE, get_if_exists=True, lifetime="detached").remote(

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from serve_app.pii import mask_pii
+from common.pii import mask_pii
 
 DEMO_CUSTOMERS = [
     # caller_id, name, pin, orders: (order_id, item, status, eta)
@@ -54,7 +54,7 @@ class PinLockout:
     @classmethod
     def from_settings(cls) -> "PinLockout":
         """VOICE_PIN_MAX_FAILURES, VOICE_PIN_FAILURE_WINDOW_S, VOICE_PIN_LOCKOUT_S."""
-        from serve_app.config import get_settings
+        from common.config import get_settings
 
         s = get_settings()
         return cls(s.pin_max_failures, s.pin_failure_window_s, s.pin_lockout_s)

@@ -13,8 +13,8 @@ from typing import AsyncIterator
 
 from ray import serve
 
+from common.config import get_settings
 from deployments.tts.engine import clauses, quick_start
-from serve_app.config import get_settings
 
 log = logging.getLogger(__name__)
 

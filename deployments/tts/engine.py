@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from deployments.audio import resample
+from common.audio import resample
 
 log = logging.getLogger(__name__)
 

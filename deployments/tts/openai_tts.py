@@ -20,8 +20,8 @@ try:  # openai >= 3 is built on httpx2 (older releases on httpx); it does not wr
 except ImportError:  # pragma: no cover
     import httpx as _http
 
-from deployments.audio import StreamResampler
-from serve_app.dialects import dialect_for
+from common.audio import StreamResampler
+from common.dialects import dialect_for
 
 log = logging.getLogger(__name__)
 

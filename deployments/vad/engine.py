@@ -135,12 +135,6 @@ class Endpointer:
         self._pending = buf[n_frames * FRAME_SAMPLES :].copy()
         return events
 
-    def flush(self) -> list:
-        """End of stream: close an utterance in progress as if silence followed."""
-        if self._speaking:
-            return [self._end(forced=False)]
-        return []
-
     def _frame(self, frame: np.ndarray) -> list:
         self._position += FRAME_SAMPLES
         p = self.stream.prob(frame.astype(np.float32) / 32768.0)

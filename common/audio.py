@@ -31,14 +31,6 @@ class StreamResampler:
         return self._stream.resample_chunk(samples, last=last).tobytes()
 
 
-def pcm_to_float(pcm16: bytes) -> np.ndarray:
-    return np.frombuffer(pcm16, dtype=np.int16).astype(np.float32) / 32768.0
-
-
-def float_to_pcm(audio: np.ndarray) -> bytes:
-    return (np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16).tobytes()
-
-
 def read_wav(path_or_bytes) -> tuple[bytes, int]:
     """Read a 16-bit PCM WAV, down-mixing to mono; returns (pcm16, sample_rate)."""
     src = io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, bytes) else path_or_bytes
@@ -58,7 +50,3 @@ def write_wav(path, pcm16: bytes, rate: int) -> None:
         w.setsampwidth(2)
         w.setframerate(rate)
         w.writeframes(pcm16)
-
-
-def duration_s(pcm16: bytes, rate: int) -> float:
-    return len(pcm16) / 2 / rate

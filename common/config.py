@@ -57,8 +57,6 @@ class Settings(BaseSettings):
     breaker_failure_threshold: int = Field(default=5, ge=1)
     breaker_recovery_s: float = Field(default=30.0, gt=0)
     breaker_trial_timeout_s: float = Field(default=10.0, gt=0)  # a half-open trial not reported by then failed
-    target_v2v_p50_ms: int = 700
-    target_v2v_p95_ms: int = 1000
 
     # Turn-taking (VAD endpointing).
     vad_threshold: float = Field(default=0.5, gt=0, lt=1)
@@ -115,15 +113,14 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=8080, gt=0, lt=65536)  # Prometheus export of Ray's and our metrics
     http_host: str = "127.0.0.1"
     http_port: int = 8000
-    app_name: str = "voice"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"  # our own loggers in every Ray worker
 
     @classmethod
     def settings_customise_sources(
         cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
     ):
-        """Secrets missing from the environment come from Ray's KV store (serve_app/secret_store.py)."""
-        from serve_app.secret_store import KVSecretsSource
+        """Secrets missing from the environment come from Ray's KV store (common/secret_store.py)."""
+        from common.secret_store import KVSecretsSource
 
         return init_settings, env_settings, dotenv_settings, KVSecretsSource(settings_cls), file_secret_settings
 
