@@ -100,7 +100,10 @@ async def main() -> None:
     ray.init(address="127.0.0.1:6379", log_to_driver=False)
     bare = bare_actor_pss()
     ray.shutdown()
-    print(f"baseline bare Ray actor: {bare:.1f} MB PSS; session actor / bare actor = {sum(actors) / len(actors) / bare:.2f}")
+    print(
+        f"baseline bare Ray actor: {bare:.1f} MB PSS; "
+        f"session actor / bare actor = {sum(actors) / len(actors) / bare:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,9 @@ class StreamResampler:
 
     def __init__(self, in_rate: int, out_rate: int):
         self.in_rate, self.out_rate = in_rate, out_rate
-        self._stream = None if in_rate == out_rate else soxr.ResampleStream(in_rate, out_rate, 1, dtype="int16", quality="HQ")
+        self._stream = (
+            None if in_rate == out_rate else soxr.ResampleStream(in_rate, out_rate, 1, dtype="int16", quality="HQ")
+        )
 
     def process(self, pcm16: bytes, last: bool = False) -> bytes:
         if self._stream is None:

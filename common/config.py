@@ -12,7 +12,6 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -37,7 +36,9 @@ class Settings(BaseSettings):
     deepgram_url: str = "wss://api.deepgram.com"  # live transcription endpoint (ws:// for a local stand-in)
     deepgram_model: str = "nova-3"
     deepgram_timeout_ms: int = Field(default=1500, gt=0)  # wait for a final result after Finalize, then Whisper
-    deepgram_retry_s: float = Field(default=10.0, gt=0)  # after a failure, Deepgram is tried again this long after (per call and cluster-wide breaker)
+    deepgram_retry_s: float = Field(
+        default=10.0, gt=0
+    )  # after a failure, Deepgram is tried again this long after (per call and cluster-wide breaker)
     openai_model: str = "gpt-4o-mini"
     openai_tts_model: str = "gpt-4o-mini-tts"
 
@@ -139,7 +140,7 @@ class Settings(BaseSettings):
         return [o.lower() for o in value]
 
     @model_validator(mode="after")
-    def _paths_under_project_root(self) -> "Settings":
+    def _paths_under_project_root(self) -> Settings:
         for name in ("store_path", "support_db_path", "kb_store_path", "kb_docs_path"):
             value = getattr(self, name)
             if not value.is_absolute():
@@ -147,11 +148,26 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _keys_for_cloud_providers(self) -> "Settings":
+    def _keys_for_cloud_providers(self) -> Settings:
         needs = [
-            (self.asr_provider == "deepgram", self.deepgram_api_key, "VOICE_DEEPGRAM_API_KEY (or DEEPGRAM_API_KEY)", "asr_provider=deepgram"),
-            (self.tts_provider == "openai", self.openai_api_key, "VOICE_OPENAI_API_KEY (or OPENAI_API_KEY)", "tts_provider=openai"),
-            (self.dialogue_provider == "openai", self.openai_api_key, "VOICE_OPENAI_API_KEY (or OPENAI_API_KEY)", "dialogue_provider=openai"),
+            (
+                self.asr_provider == "deepgram",
+                self.deepgram_api_key,
+                "VOICE_DEEPGRAM_API_KEY (or DEEPGRAM_API_KEY)",
+                "asr_provider=deepgram",
+            ),
+            (
+                self.tts_provider == "openai",
+                self.openai_api_key,
+                "VOICE_OPENAI_API_KEY (or OPENAI_API_KEY)",
+                "tts_provider=openai",
+            ),
+            (
+                self.dialogue_provider == "openai",
+                self.openai_api_key,
+                "VOICE_OPENAI_API_KEY (or OPENAI_API_KEY)",
+                "dialogue_provider=openai",
+            ),
         ]
         for chosen, key, var, what in needs:
             if chosen and (key is None or not key.get_secret_value().strip()):

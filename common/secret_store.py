@@ -15,7 +15,8 @@ environment before: Ray's token authentication keeps others out.
 from __future__ import annotations
 
 import sys
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from pydantic import AliasChoices
 from pydantic_settings import PydanticBaseSettingsSource

@@ -38,7 +38,13 @@ UTTERANCES = [
     "Are you open on Sunday?",
     "How much does shipping cost?",
 ]
-STAGES = ["endpoint_delay_ms", "eos_to_transcript_ms", "dialogue_first_sentence_ms", "tts_first_audio_ms", "eos_to_first_audio_ms"]
+STAGES = [
+    "endpoint_delay_ms",
+    "eos_to_transcript_ms",
+    "dialogue_first_sentence_ms",
+    "tts_first_audio_ms",
+    "eos_to_first_audio_ms",
+]
 
 
 def trailing_silence_s(pcm: bytes, rate: int = 16000, threshold: float = 0.01) -> float:
@@ -59,7 +65,9 @@ async def one_call(url: str, clips: list[tuple[str, bytes]], turns: int) -> list
 
     client = CallClient(url, "latency-bench")
     await client.connect()
-    await client.silence_until(lambda: any(e["type"] == "agent.state" and e["state"] == "listening" for e in client.events), 30)
+    await client.silence_until(
+        lambda: any(e["type"] == "agent.state" and e["state"] == "listening" for e in client.events), 30
+    )
     rows = []
     for i in range(turns):
         text, pcm = clips[i % len(clips)]
@@ -68,12 +76,14 @@ async def one_call(url: str, clips: list[tuple[str, bytes]], turns: int) -> list
         report = await speak_turn(client, pcm, text, timeout=30)
         last_speech = report.speech_end - trailing_silence_s(pcm)
         metrics = [e for e in client.events[mark:] if e["type"] == "turn.metrics"]
-        rows.append({
-            "text": text,
-            "heard": report.transcript,
-            "v2v_ms": (report.first_audio - last_speech) * 1000 if report.first_audio else None,
-            **(metrics[-1] if metrics else {}),
-        })
+        rows.append(
+            {
+                "text": text,
+                "heard": report.transcript,
+                "v2v_ms": (report.first_audio - last_speech) * 1000 if report.first_audio else None,
+                **(metrics[-1] if metrics else {}),
+            }
+        )
     await client.hangup()
     await client.close()
     return rows
@@ -81,7 +91,13 @@ async def one_call(url: str, clips: list[tuple[str, bytes]], turns: int) -> list
 
 def summary(name: str, rows: list[dict]) -> dict:
     v2v = [r["v2v_ms"] for r in rows if r["v2v_ms"] is not None]
-    out = {"mode": name, "turns": len(rows), "answered": len(v2v), "p50": percentile(v2v, 50), "p95": percentile(v2v, 95)}
+    out = {
+        "mode": name,
+        "turns": len(rows),
+        "answered": len(v2v),
+        "p50": percentile(v2v, 50),
+        "p95": percentile(v2v, 95),
+    }
     for stage in STAGES:
         vals = [r[stage] for r in rows if isinstance(r.get(stage), (int, float))]
         out[stage] = statistics.median(vals) if vals else float("nan")
@@ -131,7 +147,13 @@ def main() -> int:
     port = args.port or _free_port()
     cluster.loopback_env()
     os.environ.setdefault("VOICE_IDLE_CHECKIN_S", "60")
-    ray.init(address="local", num_cpus=float(os.environ.get("VOICE_RAY_NUM_CPUS", "4")), include_dashboard=False, log_to_driver=False, namespace="serve")
+    ray.init(
+        address="local",
+        num_cpus=float(os.environ.get("VOICE_RAY_NUM_CPUS", "4")),
+        include_dashboard=False,
+        log_to_driver=False,
+        namespace="serve",
+    )
     base, url = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/ws/call"
     results = []
     on = os.environ.get("VOICE_PREEMPTIVE_MS") or str(load_settings().preemptive_ms)
@@ -149,7 +171,11 @@ def main() -> int:
             for r in rows:
                 v2v = f"{r['v2v_ms']:.0f}" if r["v2v_ms"] is not None else "-"
                 server = "/".join(f"{r[k]:.0f}" if isinstance(r.get(k), (int, float)) else "-" for k in STAGES[1:])
-                print(f"  {v2v:>5} ms  server {server:<19}  {r.get('preempted', '-'):<10}  {r['text']!r} -> {r['heard']!r}", flush=True)
+                print(
+                    f"  {v2v:>5} ms  server {server:<19}  {r.get('preempted', '-'):<10}  "
+                    f"{r['text']!r} -> {r['heard']!r}",
+                    flush=True,
+                )
             results.append(summary(name, rows))
     finally:
         from ray import serve
@@ -157,12 +183,22 @@ def main() -> int:
         serve.shutdown()
         ray.shutdown()
 
-    print("\nmode             turns  P50 ms  P95 ms  " + "  ".join(s.replace("_ms", "") for s in STAGES) + "  run-ahead used (reply/transcript/none)")
+    print(
+        "\nmode             turns  P50 ms  P95 ms  "
+        + "  ".join(s.replace("_ms", "") for s in STAGES)
+        + "  run-ahead used (reply/transcript/none)"
+    )
     for s in results:
         stages = "  ".join(f"{s[k]:>{len(k) - 3}.0f}" for k in STAGES)
-        print(f"{s['mode']:<16} {s['answered']:>3}/{s['turns']:<3} {s['p50']:>6.0f}  {s['p95']:>6.0f}  {stages}  {s['preempted']}")
+        print(
+            f"{s['mode']:<16} {s['answered']:>3}/{s['turns']:<3} {s['p50']:>6.0f}  {s['p95']:>6.0f}  "
+            f"{stages}  {s['preempted']}"
+        )
     on, off = results
-    print(f"\nP50 on/off: {on['p50'] / off['p50']:.2f}   P95 on/off: {on['p95'] / off['p95']:.2f}   (target P50 <= 700 ms, P95 <= 1000 ms)")
+    print(
+        f"\nP50 on/off: {on['p50'] / off['p50']:.2f}   P95 on/off: {on['p95'] / off['p95']:.2f}   "
+        "(target P50 <= 700 ms, P95 <= 1000 ms)"
+    )
     return 0
 
 

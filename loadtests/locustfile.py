@@ -27,7 +27,14 @@ FRAME_MS = 20
 
 
 def fire(name: str, start: float, exc: Exception | None = None, length: int = 0) -> None:
-    events.request.fire(request_type="WS", name=name, response_time=(time.monotonic() - start) * 1000, response_length=length, exception=exc, context={})
+    events.request.fire(
+        request_type="WS",
+        name=name,
+        response_time=(time.monotonic() - start) * 1000,
+        response_length=length,
+        exception=exc,
+        context={},
+    )
 
 
 class CallTimeout(Exception):
@@ -98,7 +105,10 @@ class Caller(User):
                 ws.send_binary(self.pcm[off : off + frame])
             speech_end = time.monotonic()
             deadline = speech_end + 60
-            while not (idle_since(mark) and any(e["type"] == "agent.state" and e["state"] == "thinking" for _, e in state["events"][mark:])):
+            while not (
+                idle_since(mark)
+                and any(e["type"] == "agent.state" and e["state"] == "thinking" for _, e in state["events"][mark:])
+            ):
                 if time.monotonic() > deadline:
                     raise CallTimeout("no reply within 60 s")
                 ws.send_binary(silence)
@@ -107,7 +117,14 @@ class Caller(User):
             errors = [e for _, e in state["events"][mark:] if e["type"] == "error"]
             if errors or not replies:
                 raise RuntimeError(f"turn failed: errors={errors} audio={bool(replies)}")
-            events.request.fire(request_type="WS", name="voice_to_voice", response_time=(replies[0] - speech_end) * 1000, response_length=0, exception=None, context={})
+            events.request.fire(
+                request_type="WS",
+                name="voice_to_voice",
+                response_time=(replies[0] - speech_end) * 1000,
+                response_length=0,
+                exception=None,
+                context={},
+            )
             fire("turn", speech_end)
             ws.send(json.dumps({"type": "hangup"}))
         except Exception as exc:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -56,7 +56,7 @@ class HangupMessage(_ClientMessage):
     type: Literal["hangup"]
 
 
-ClientMessage = Union[TextMessage, HangupMessage]
+ClientMessage = TextMessage | HangupMessage
 _CLIENT_TYPES = {"text": TextMessage, "hangup": HangupMessage}
 
 
@@ -85,7 +85,9 @@ def parse_client_text(raw: str) -> ClientMessage:
 def check_audio_frame(frame: bytes) -> None:
     """Client audio is PCM s16le mono: even length, at most MAX_FRAME_BYTES."""
     if len(frame) > MAX_FRAME_BYTES:
-        raise ProtocolError("frame_too_big", f"binary frame of {len(frame)} bytes; the limit is {MAX_FRAME_BYTES}", CloseCode.TOO_BIG)
+        raise ProtocolError(
+            "frame_too_big", f"binary frame of {len(frame)} bytes; the limit is {MAX_FRAME_BYTES}", CloseCode.TOO_BIG
+        )
     if len(frame) % 2:
         raise ProtocolError("invalid_audio", f"binary frame of {len(frame)} bytes: PCM s16le needs an even length")
 
@@ -104,7 +106,9 @@ def parse_connect(query: dict[str, str]) -> ConnectParams:
         raise ProtocolError("invalid_caller_id", "caller_id is required: 1 to 64 of [A-Za-z0-9_.-]", CloseCode.POLICY)
     locale = query.get("locale") or "en-US"
     if not LOCALE_RE.match(locale):
-        raise ProtocolError("invalid_locale", f"locale {locale[:32]!r} is not a language tag like en-US", CloseCode.POLICY)
+        raise ProtocolError(
+            "invalid_locale", f"locale {locale[:32]!r} is not a language tag like en-US", CloseCode.POLICY
+        )
     rates = {}
     for key, default in (("sample_rate", "16000"), ("output_sample_rate", None)):
         raw = query.get(key) or default or str(rates["sample_rate"])

@@ -41,7 +41,9 @@ class TurnState(BaseModel):
     """One caller utterance (or typed text) and the agent's answer to it."""
 
     turn_id: int
-    source: Literal["greeting", "speech", "text", "say", "reply", "checkin", "goodbye"] = "speech"  # who started the turn
+    source: Literal["greeting", "speech", "text", "say", "reply", "checkin", "goodbye"] = (
+        "speech"  # who started the turn
+    )
     transcript: str = ""
     asr_confidence: float | None = None
     intent: str | None = None

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hmac
 import time
 from collections import OrderedDict, deque
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 Clock = Callable[[], float]
 

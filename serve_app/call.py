@@ -200,11 +200,16 @@ async def run_cli(args) -> int:
     client = CallClient(args.url, args.caller_id, rate, args.locale)
     try:
         session = await client.connect()
-    except (OSError, ConnectionError, websockets.InvalidStatus, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError, ConnectionError, websockets.InvalidStatus) as exc:
         print(f"could not start a call at {args.url}: {exc}", file=sys.stderr)
         return 2
-    print(f"session {session['session_id']} (in {session['input_sample_rate']} Hz, out {session['output_sample_rate']} Hz)")
-    await client.silence_until(lambda: any(e["type"] == "agent.state" and e["state"] == "listening" for e in client.events), 30)
+    print(
+        f"session {session['session_id']} "
+        f"(in {session['input_sample_rate']} Hz, out {session['output_sample_rate']} Hz)"
+    )
+    await client.silence_until(
+        lambda: any(e["type"] == "agent.state" and e["state"] == "listening" for e in client.events), 30
+    )
     print("agent: " + " ".join(e["text"] for e in client.of_type("agent.text")))
     reports = []
     for path, pcm, _ in clips:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 
 from common.audio import StreamResampler
 from common.config import Settings
@@ -41,7 +41,8 @@ from serve_app.pacer import AudioPacer
 from serve_app.partial_mask import mask_number_runs
 from serve_app.playback import Speech, heard, is_backchannel
 from serve_app.prefetch import Prefetch, stop_stream
-from serve_app.turn_parts import Ahead, Interrupted, TurnInput, discard_ahead as _discard
+from serve_app.turn_parts import Ahead, Interrupted, TurnInput
+from serve_app.turn_parts import discard_ahead as _discard
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +59,20 @@ Synthesize = Callable[[str, int, str, bool], AsyncIterator[bytes]]  # text, samp
 
 
 class CallHandler:
-    def __init__(self, ws, params: ConnectParams, session_id: str, actor, transcribe: Transcribe, synthesize: Synthesize, vad_stream: VADStream, settings: Settings,
-                 observe: Callable[[str, float], None] | None = None, breaker=None, clock=time.monotonic):
+    def __init__(
+        self,
+        ws,
+        params: ConnectParams,
+        session_id: str,
+        actor,
+        transcribe: Transcribe,
+        synthesize: Synthesize,
+        vad_stream: VADStream,
+        settings: Settings,
+        observe: Callable[[str, float], None] | None = None,
+        breaker=None,
+        clock=time.monotonic,
+    ):
         self.ws = ws
         self.params = params
         self.session_id = session_id
@@ -265,7 +278,17 @@ class CallHandler:
                 eos_at = time.monotonic() - ev.trailing_silence_ms / 1000
                 ahead, self._ahead, self._partial_at_ms = self._ahead, None, 0.0
                 over_agent = self._speaking() and self._cut_at_s is None
-                self._enqueue(TurnInput("speech", eos_at=eos_at, endpoint_ms=ev.trailing_silence_ms, audio=ev.audio, end_sample=ev.at_sample, ahead=ahead, over_agent=over_agent))
+                self._enqueue(
+                    TurnInput(
+                        "speech",
+                        eos_at=eos_at,
+                        endpoint_ms=ev.trailing_silence_ms,
+                        audio=ev.audio,
+                        end_sample=ev.at_sample,
+                        ahead=ahead,
+                        over_agent=over_agent,
+                    )
+                )
         if self._endpointer.speaking:
             if self._speaking() and self._endpointer.speech_ms >= self._settings.barge_in_min_ms:
                 await self._barge_in()
@@ -291,7 +314,9 @@ class CallHandler:
 
     async def _send_partial(self, audio: bytes) -> None:
         try:
-            result = await asyncio.wait_for(self._transcribe(audio, self.params.locale), self._settings.turn_timeout_ms / 1000)
+            result = await asyncio.wait_for(
+                self._transcribe(audio, self.params.locale), self._settings.turn_timeout_ms / 1000
+            )
         except Exception as exc:
             log.info("call %s: partial transcript skipped: %r", self.session_id, exc)
             return
@@ -320,7 +345,10 @@ class CallHandler:
         what it buffered. Whether they really took the turn is decided when they stop."""
         speech = self._speech
         self._mute = True  # before anything else: no frame may follow audio.clear
-        self._cut_at_s = max(0.0, (self._pacer.bytes_sent - speech.start_bytes) / 2 / self.params.output_sample_rate - self._pacer.lead_s())
+        self._cut_at_s = max(
+            0.0,
+            (self._pacer.bytes_sent - speech.start_bytes) / 2 / self.params.output_sample_rate - self._pacer.lead_s(),
+        )
         self._pacer.clear()
         self._speech_task.cancel()
         await self._send_text(event("audio.clear", turn_id=speech.turn_id))
@@ -332,7 +360,11 @@ class CallHandler:
         if self._audio_clock is None:
             self._audio_clock = now
         if self._audio_s + seconds > (now - self._audio_clock) + AUDIO_AHEAD_ALLOWANCE_S:
-            self._drop("audio_too_fast", f"audio is arriving faster than real time (over {AUDIO_AHEAD_ALLOWANCE_S:g} s ahead); this frame was dropped")
+            self._drop(
+                "audio_too_fast",
+                f"audio is arriving faster than real time (over {AUDIO_AHEAD_ALLOWANCE_S:g} s ahead); "
+                "this frame was dropped",
+            )
         self._audio_s += seconds
 
     def _drop(self, code: str, message: str) -> None:
@@ -343,7 +375,10 @@ class CallHandler:
 
     async def _on_text(self, raw: str) -> None:
         if not self._text_bucket.take():
-            self._drop("rate_limited", f"more than {self._settings.text_rate_per_s:g} text messages a second; this one was not processed")
+            self._drop(
+                "rate_limited",
+                f"more than {self._settings.text_rate_per_s:g} text messages a second; this one was not processed",
+            )
         msg = parse_client_text(raw)
         if isinstance(msg, HangupMessage):
             self.finish("hangup")
@@ -355,7 +390,9 @@ class CallHandler:
         try:
             self._turns.put_nowait(turn)
         except asyncio.QueueFull:
-            raise ProtocolError("busy", "the agent is still working on earlier turns; this one was not processed") from None
+            raise ProtocolError(
+                "busy", "the agent is still working on earlier turns; this one was not processed"
+            ) from None
 
     # --- the turn worker ---------------------------------------------------
 
@@ -392,8 +429,9 @@ class CallHandler:
     async def _handle_turn(self, turn: TurnInput) -> None:
         if turn.source in ("say", "checkin", "goodbye"):
             await self._settle(resume=False)
-            said = await self._actor_call(self.actor.say_turn.remote(turn.text, turn.source),
-                                          "say_turn", {"turn_id": None})
+            said = await self._actor_call(
+                self.actor.say_turn.remote(turn.text, turn.source), "say_turn", {"turn_id": None}
+            )
             await self._reply(said["turn_id"], _aiter([turn.text]), metrics=None)
             await self._settle(resume=False)
             if turn.source == "goodbye":
@@ -473,7 +511,9 @@ class CallHandler:
             except Exception as exc:
                 log.info("call %s: run-ahead unusable (%r); transcribing now", self.session_id, exc)
         try:
-            result = await asyncio.wait_for(self._hearing.transcribe(turn.audio, turn.end_sample), self._settings.turn_timeout_ms / 1000)
+            result = await asyncio.wait_for(
+                self._hearing.transcribe(turn.audio, turn.end_sample), self._settings.turn_timeout_ms / 1000
+            )
         except Exception as exc:
             log.warning("call %s: ASR failed: %r", self.session_id, exc)
             await self._error("asr_failed", "speech recognition failed for this turn")
@@ -500,11 +540,17 @@ class CallHandler:
             log.warning("call %s: reply not prepared ahead: %r", self.session_id, exc)
             return ahead  # the turn runs at the endpoint, which reports any failure
         if prepared.get("refused") or not prepared["sentences"]:
-            log.info("call %s: reply not prepared ahead (%s)", self.session_id, "refused" if prepared.get("refused") else "no sentence")
+            log.info(
+                "call %s: reply not prepared ahead (%s)",
+                self.session_id,
+                "refused" if prepared.get("refused") else "no sentence",
+            )
             return ahead
         ahead.dialogue_ms = _ms_since(t0)
         t1 = time.monotonic()
-        audio = Prefetch(self._synthesize(prepared["sentences"][0], self.params.output_sample_rate, self.params.locale, True))
+        audio = Prefetch(
+            self._synthesize(prepared["sentences"][0], self.params.output_sample_rate, self.params.locale, True)
+        )
         try:
             started = await within(audio.started(), self._dl.tts_first_audio_s, "tts first audio")
         except asyncio.CancelledError:
@@ -543,8 +589,9 @@ class CallHandler:
             return None
         return summary
 
-    async def _sentences_from(self, items, summary: dict, metrics: dict | None = None, started: float = 0.0,
-                              deadline: float | None = None):
+    async def _sentences_from(
+        self, items, summary: dict, metrics: dict | None = None, started: float = 0.0, deadline: float | None = None
+    ):
         """Sentences from an actor reply stream, each within the dialogue deadline; the closing
         summary lands in `summary`."""
         async for item in items_within(items, deadline or self._dl.dialogue_s, "dialogue"):
@@ -558,7 +605,15 @@ class CallHandler:
 
     # --- speaking ----------------------------------------------------------
 
-    async def _reply(self, turn_id: int | None, sentences, metrics: dict | None, eos_at: float = 0.0, first_audio=None, tts_ms: float = 0.0) -> bool:
+    async def _reply(
+        self,
+        turn_id: int | None,
+        sentences,
+        metrics: dict | None,
+        eos_at: float = 0.0,
+        first_audio=None,
+        tts_ms: float = 0.0,
+    ) -> bool:
         """Speak a reply. A barge-in stops the audio, not the reply stream: every sentence and
         the summary are still collected, so the session's state stays whole. False when the
         dialogue stream failed."""
@@ -599,7 +654,9 @@ class CallHandler:
             await self._finish_turn(turn_id, metrics)
         return not failed
 
-    async def _speak_all(self, sentences, metrics: dict | None, eos_at: float, first_audio=None, tts_ms: float = 0.0) -> None:
+    async def _speak_all(
+        self, sentences, metrics: dict | None, eos_at: float, first_audio=None, tts_ms: float = 0.0
+    ) -> None:
         index = 0
         async for sentence in sentences:
             self._speech.sentences.append(sentence)
@@ -607,11 +664,17 @@ class CallHandler:
             index += 1
         await self._pacer.drain()
 
-    async def _speak(self, index: int, sentence: str, metrics: dict | None, eos_at: float, audio=None, tts_ms: float = 0.0) -> None:
+    async def _speak(
+        self, index: int, sentence: str, metrics: dict | None, eos_at: float, audio=None, tts_ms: float = 0.0
+    ) -> None:
         speech = self._speech
         t0 = time.monotonic()
         first = True
-        chunks = audio if audio is not None else self._synthesize(sentence, self.params.output_sample_rate, self.params.locale, index == 0)
+        chunks = (
+            audio
+            if audio is not None
+            else self._synthesize(sentence, self.params.output_sample_rate, self.params.locale, index == 0)
+        )
         try:
             timed = chunks if audio is not None else first_within(chunks, self._dl.tts_first_audio_s, "tts first audio")
             async for chunk in timed:
@@ -647,14 +710,22 @@ class CallHandler:
             await self._reply(cut.turn_id, _aiter(cut.sentences[cut.resume_at :]), None)
             if self._interrupted is not None and self._interrupted.turn_id == cut.turn_id:  # cut again
                 again = self._interrupted
-                self._interrupted = Interrupted(cut.turn_id, cut.sentences, cut.sentences[: cut.resume_at] + again.heard, cut.resume_at + again.resume_at, cut.metrics)
+                self._interrupted = Interrupted(
+                    cut.turn_id,
+                    cut.sentences,
+                    cut.sentences[: cut.resume_at] + again.heard,
+                    cut.resume_at + again.resume_at,
+                    cut.metrics,
+                )
             elif cut.turn_id is not None:
                 await self._finish_turn(cut.turn_id, cut.metrics)
             return
         if cut.turn_id is not None:
             await self._finish_turn(cut.turn_id, cut.metrics, interrupted=True, heard_part=cut.heard)
 
-    async def _finish_turn(self, turn_id: int, metrics: dict | None, interrupted: bool = False, heard_part: list[str] | None = None) -> None:
+    async def _finish_turn(
+        self, turn_id: int, metrics: dict | None, interrupted: bool = False, heard_part: list[str] | None = None
+    ) -> None:
         numbers = {k: v for k, v in (metrics or {}).items() if isinstance(v, (int, float))}
         if metrics:
             await self._send_text(event("turn.metrics", turn_id=turn_id, interrupted=interrupted, **metrics))
@@ -675,7 +746,14 @@ class CallHandler:
         quiet_since = time.monotonic()
         while True:
             await asyncio.sleep(0.25)
-            active = self._busy or self._turns.qsize() or self._endpointer.speaking or self._speaking() or self._interrupted or self._agent_state != "listening"
+            active = (
+                self._busy
+                or self._turns.qsize()
+                or self._endpointer.speaking
+                or self._speaking()
+                or self._interrupted
+                or self._agent_state != "listening"
+            )
             if active:
                 quiet_since = time.monotonic()
                 continue

@@ -86,9 +86,17 @@ def up(args) -> int:
         print(f"Ray already running on 127.0.0.1:{settings.ray_port}; deploying onto it")
     else:
         cmd = [
-            _ray_bin(), "start", "--head", f"--port={ports[0]}", "--node-ip-address=127.0.0.1",
-            f"--num-cpus={settings.ray_num_cpus:g}", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
-            f"--dashboard-port={ports[1]}", f"--metrics-export-port={ports[2]}", "--disable-usage-stats",
+            _ray_bin(),
+            "start",
+            "--head",
+            f"--port={ports[0]}",
+            "--node-ip-address=127.0.0.1",
+            f"--num-cpus={settings.ray_num_cpus:g}",
+            "--include-dashboard=true",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={ports[1]}",
+            f"--metrics-export-port={ports[2]}",
+            "--disable-usage-stats",
         ]
         if (created := ensure_auth_token()) is not None:
             print(f"created Ray's authentication token at {created}")
@@ -120,11 +128,12 @@ def up(args) -> int:
     print(
         f"""
 Voice agent is up in {time.monotonic() - t0:.0f} s (ready: {status[1]}).
-  Call:       ws://{settings.http_host}:{settings.http_port}/ws/call?caller_id=YOU&sample_rate=16000   (protocol: docs/protocol.md)
+  Call:       ws://{settings.http_host}:{settings.http_port}/ws/call?caller_id=YOU&sample_rate=16000
+              (protocol: docs/protocol.md)
   Health:     {base}/health   {base}/ready
   Dashboard:  http://127.0.0.1:{ports[1]}    Prometheus metrics: http://127.0.0.1:{ports[2]}/metrics
 First call (speaks two sample WAVs, prints transcripts, replies and latency):
-  .venv/bin/voice-call {' '.join(rel)}
+  .venv/bin/voice-call {" ".join(rel)}
 Stop:  .venv/bin/voice-agent down"""
     )
     return 0
@@ -150,7 +159,9 @@ def _cluster_processes(port: int) -> list:
     if not session:
         return []
     marks = (session, f"--address=127.0.0.1:{port}", f"--gcs-address=127.0.0.1:{port}")
-    found = {p.pid: p for p in psutil.process_iter() if p.pid != os.getpid() and any(m in x for x in args(p) for m in marks)}
+    found = {
+        p.pid: p for p in psutil.process_iter() if p.pid != os.getpid() and any(m in x for x in args(p) for m in marks)
+    }
     for p in list(found.values()):
         try:
             found.update({c.pid: c for c in p.children(recursive=True)})
@@ -227,7 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("status", help="is the platform up and ready?").set_defaults(func=status)
     customers_cli.add_parser(sub)
     secrets = sub.add_parser("secrets", help="secrets for the replicas (never in the runtime_env)")
-    push = secrets.add_subparsers(dest="action", required=True).add_parser("push", help="store this shell's secrets in the cluster")
+    push = secrets.add_subparsers(dest="action", required=True).add_parser(
+        "push", help="store this shell's secrets in the cluster"
+    )
     push.add_argument("--address", help="Ray address (default: the local head, VOICE_RAY_PORT)")
     push.set_defaults(func=secrets_push)
     args = p.parse_args(argv)

@@ -9,8 +9,9 @@ fallback sentence, an `error` event or a clear end of the call.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
-from typing import AsyncIterator, Awaitable, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -34,7 +35,7 @@ class Deadlines:
     command_poll_s: float = 10.0  # the session-API long poll's own wait
 
     @classmethod
-    def from_settings(cls, s) -> "Deadlines":
+    def from_settings(cls, s) -> Deadlines:
         return cls(
             greeting_s=s.greeting_timeout_ms / 1000,
             dialogue_s=s.dialogue_timeout_ms / 1000,
@@ -49,7 +50,7 @@ async def within(aw: Awaitable[T], seconds: float, stage: str) -> T:
     """`aw`'s result, or StageTimeout once `seconds` have passed (`aw` is then cancelled)."""
     try:
         return await asyncio.wait_for(aw, seconds)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise StageTimeout(stage, seconds) from None
 
 

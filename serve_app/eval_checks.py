@@ -6,11 +6,20 @@ expectation (`expect_tol`) would otherwise be ignored and its turn would silentl
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 CATEGORIES = (
-    "order_status", "returns", "knowledge", "escalation", "injection",
-    "negation", "numbers", "small_talk", "mid_workflow", "lockout",
+    "order_status",
+    "returns",
+    "knowledge",
+    "escalation",
+    "injection",
+    "negation",
+    "numbers",
+    "small_talk",
+    "mid_workflow",
+    "lockout",
 )
 SCENARIO_KEYS = {"name", "category", "caller_id", "turns"}
 
@@ -62,6 +71,7 @@ def _flag(label: str, actual: Callable[[Any, dict], bool]):
         if got == bool(expected):
             return []
         return [f"expected {label}={bool(expected)}, was {got} (reply: {_reply(result)!r})"]
+
     return check
 
 

@@ -92,7 +92,9 @@ def build_agent(workdir: Path, kb_docs: Path | None = None):
             self._b: dict[str, CircuitBreaker] = {}
 
         def _get(self, tool) -> CircuitBreaker:
-            return self._b.setdefault(tool, CircuitBreaker(settings.breaker_failure_threshold, settings.breaker_recovery_s))
+            return self._b.setdefault(
+                tool, CircuitBreaker(settings.breaker_failure_threshold, settings.breaker_recovery_s)
+            )
 
         async def allow(self, tool):
             return self._get(tool).allow()

@@ -4,7 +4,6 @@ No `from __future__ import annotations` here: FastAPI must see the real `WebSock
 through Serve's class-based ingress, or it takes `ws` for a query parameter (HTTP 403).
 """
 
-
 import logging
 import uuid
 from pathlib import Path
@@ -47,7 +46,9 @@ def _metrics():
             boundaries=[25, 50, 100, 200, 300, 500, 700, 1000, 1500, 2000, 3000, 5000],
             tag_keys=("stage",),
         ),
-        "rejected": metrics.Counter("voice_connect_rejected_total", "Connections refused before session.started", tag_keys=("code",)),
+        "rejected": metrics.Counter(
+            "voice_connect_rejected_total", "Connections refused before session.started", tag_keys=("code",)
+        ),
     }
 
 
@@ -71,7 +72,9 @@ class Gateway:
         origins = s.allowed_origins or default_origins(s.http_port)
         self._admission = Admission(origins, s.calls_per_minute_per_caller, s.calls_per_minute_per_address)
         # Deepgram's breaker lives with the tools' ones: one outage opens it for every call.
-        self._breakers = BreakerClient(breaker_actor(self._settings.breaker_failure_threshold, self._settings.breaker_recovery_s))
+        self._breakers = BreakerClient(
+            breaker_actor(self._settings.breaker_failure_threshold, self._settings.breaker_recovery_s)
+        )
 
     @api.get("/")
     async def page(self) -> FileResponse:
@@ -89,7 +92,11 @@ class Gateway:
     async def health(self) -> dict:
         """Liveness, and which providers this replica was configured with."""
         s = self._settings
-        return {"status": "ok", "providers": {"asr": s.asr_provider, "tts": s.tts_provider, "dialogue": s.dialogue_provider}, "preemptive_ms": s.preemptive_ms}
+        return {
+            "status": "ok",
+            "providers": {"asr": s.asr_provider, "tts": s.tts_provider, "dialogue": s.dialogue_provider},
+            "preemptive_ms": s.preemptive_ms,
+        }
 
     @api.get("/ready")
     async def ready(self):
@@ -149,7 +156,18 @@ class Gateway:
                 await self._refuse(ws, reason, exc)
                 return
             started = True
-            handler = CallHandler(ws, params, session_id, actor, self._transcribe, self._synthesize, self._vad.stream(), self._settings, self._observe, self._breakers)
+            handler = CallHandler(
+                ws,
+                params,
+                session_id,
+                actor,
+                self._transcribe,
+                self._synthesize,
+                self._vad.stream(),
+                self._settings,
+                self._observe,
+                self._breakers,
+            )
             log.info("call %s started (caller %s, %d Hz)", session_id, params.caller_id, params.sample_rate)
             reason = await handler.run()
         except Exception:

@@ -8,7 +8,7 @@ are sent at most once a second, the rest counted into the next one.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 Clock = Callable[[], float]
 

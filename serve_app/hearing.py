@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from common.config import Settings
 from common.dialects import dialect_for
@@ -29,8 +29,15 @@ Transcribe = Callable[[bytes, str], Awaitable[dict]]
 
 
 class Hearing:
-    def __init__(self, settings: Settings, locale: str, whisper: Transcribe, breaker=None,
-                 on_interim: Callable[[str], None] | None = None, session_id: str = ""):
+    def __init__(
+        self,
+        settings: Settings,
+        locale: str,
+        whisper: Transcribe,
+        breaker=None,
+        on_interim: Callable[[str], None] | None = None,
+        session_id: str = "",
+    ):
         self._settings, self._locale, self._whisper = settings, locale, whisper
         self._breaker, self._on_interim, self._sid = breaker, on_interim, session_id
         self._use_deepgram = settings.asr_provider == "deepgram"
@@ -73,7 +80,9 @@ class Hearing:
         if stream is not None and stream.ok and start_sample + PRE_ROLL_SAMPLES >= self._stream_from:
             to_s = lambda sample: (sample - self._stream_from) / RATE  # noqa: E731
             try:
-                text, confidence = await stream.transcript(to_s(start_sample), to_s(end_sample), self._settings.deepgram_timeout_ms / 1000)
+                text, confidence = await stream.transcript(
+                    to_s(start_sample), to_s(end_sample), self._settings.deepgram_timeout_ms / 1000
+                )
                 await self._record(True)
                 return {"text": text, "confidence": round(confidence, 3), "provider": "deepgram"}
             except Exception as exc:
@@ -97,13 +106,22 @@ class Hearing:
         try:
             if self._breaker is not None and not self._configured:
                 # the cluster waits as long as a call does before trying Deepgram again
-                await self._breaker.configure(BREAKER, self._settings.breaker_failure_threshold, self._settings.deepgram_retry_s)
+                await self._breaker.configure(
+                    BREAKER, self._settings.breaker_failure_threshold, self._settings.deepgram_retry_s
+                )
                 self._configured = True
             if self._breaker is not None and not await self._breaker.allow(BREAKER):
                 return  # open for the whole cluster: stay on Whisper until it half-opens
             key = self._settings.deepgram_api_key.get_secret_value()
-            stream = DeepgramStream(key, self._settings.deepgram_url, dialect_for(self._locale), RATE, self._settings.end_silence_ms,
-                                    self._settings.deepgram_model, self._on_interim)
+            stream = DeepgramStream(
+                key,
+                self._settings.deepgram_url,
+                dialect_for(self._locale),
+                RATE,
+                self._settings.end_silence_ms,
+                self._settings.deepgram_model,
+                self._on_interim,
+            )
             await stream.open()
             self._stream, self._stream_from = stream, self._fed
             log.info("call %s: hearing through Deepgram", self._sid)

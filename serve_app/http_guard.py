@@ -13,7 +13,7 @@ response (the ASGI denial-response extension), before any accept.
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
@@ -50,7 +50,7 @@ class Guard:
         path = scope.get("path", "")
         root = scope.get("root_path", "")
         if root and path.startswith(root):
-            path = path[len(root):]
+            path = path[len(root) :]
         if path == "/admin" or path.startswith("/admin/"):
             token = s.admin_token.get_secret_value() if s.admin_token is not None else ""
             if not token:

@@ -7,11 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 
 class AudioPacer:
-    def __init__(self, send: Callable[[bytes], Awaitable[None]], sample_rate: int, max_lead_s: float = 0.4, frame_ms: int = 40, clock=time.monotonic):
+    def __init__(
+        self,
+        send: Callable[[bytes], Awaitable[None]],
+        sample_rate: int,
+        max_lead_s: float = 0.4,
+        frame_ms: int = 40,
+        clock=time.monotonic,
+    ):
         self._send = send
         self._rate = sample_rate
         self._max_lead = max_lead_s

@@ -27,8 +27,10 @@ def mask_number_runs(text: str) -> str:
     words = [w.lower() for w in parts[1::2]]
     numeric = [w.isdigit() or w in NUMBER_WORDS for w in words]
     last = len(words) - 1
-    masked = [numeric[i] or (w in HOMOPHONES and ((i > 0 and numeric[i - 1]) or (i < last and numeric[i + 1])))
-              for i, w in enumerate(words)]
+    masked = [
+        numeric[i] or (w in HOMOPHONES and ((i > 0 and numeric[i - 1]) or (i < last and numeric[i + 1])))
+        for i, w in enumerate(words)
+    ]
     out = [parts[0]]
     for i, hit in enumerate(masked):
         if not hit:

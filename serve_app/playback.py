@@ -10,7 +10,24 @@ import re
 from dataclasses import dataclass, field
 
 # Sounds a listener makes without taking the turn. Words ("yes", "wait") do take it.
-BACKCHANNELS = {"uh", "huh", "uh-huh", "uhhuh", "mm", "mhm", "mmhmm", "mm-hmm", "hmm", "hm", "um", "umm", "ah", "oh", "er", "erm"}
+BACKCHANNELS = {
+    "uh",
+    "huh",
+    "uh-huh",
+    "uhhuh",
+    "mm",
+    "mhm",
+    "mmhmm",
+    "mm-hmm",
+    "hmm",
+    "hm",
+    "um",
+    "umm",
+    "ah",
+    "oh",
+    "er",
+    "erm",
+}
 
 
 # Whisper spells hums many ways ("Mm-mm", "MMOM", "Hmmm", "Uhhh"): letters of a hum only.

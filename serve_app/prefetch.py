@@ -10,7 +10,7 @@ replica behind it) when the turn is thrown away.
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 _END = object()
 

@@ -75,6 +75,7 @@ class FakeWS:
 
     async def idle(self, after: int = 0, timeout: float = 2.0) -> None:
         """Until the agent went back to listening after event index `after`."""
+
         def listening():
             states = [e["state"] for e in self.events[after:] if e["type"] == "agent.state"]
             return states[-1:] == ["listening"]

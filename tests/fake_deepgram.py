@@ -98,14 +98,30 @@ class FakeDeepgram:
         async def result(is_final: bool, from_finalize: bool = False) -> None:
             text, confidence = await asyncio.to_thread(self._transcribe, pending, rate) if len(pending) else ("", 0.0)
             duration = len(pending) / rate
-            words = [{"word": w.strip(".,?!").lower(), "start": pending_start, "end": pending_start + duration, "confidence": confidence,
-                      "punctuated_word": w} for w in text.split()]
+            words = [
+                {
+                    "word": w.strip(".,?!").lower(),
+                    "start": pending_start,
+                    "end": pending_start + duration,
+                    "confidence": confidence,
+                    "punctuated_word": w,
+                }
+                for w in text.split()
+            ]
             msg = {
-                "type": "Results", "channel_index": [0, 1], "duration": duration, "start": pending_start,
-                "is_final": is_final, "speech_final": is_final, "from_finalize": from_finalize,
+                "type": "Results",
+                "channel_index": [0, 1],
+                "duration": duration,
+                "start": pending_start,
+                "is_final": is_final,
+                "speech_final": is_final,
+                "from_finalize": from_finalize,
                 "channel": {"alternatives": [{"transcript": text, "confidence": confidence, "words": words}]},
-                "metadata": {"request_id": request_id, "model_info": {"name": query.get("model", "nova-3"), "version": "fake", "arch": "whisper-tiny"},
-                             "model_uuid": str(uuid.uuid4())},
+                "metadata": {
+                    "request_id": request_id,
+                    "model_info": {"name": query.get("model", "nova-3"), "version": "fake", "arch": "whisper-tiny"},
+                    "model_uuid": str(uuid.uuid4()),
+                },
             }
             await ws.send(json.dumps(msg))
             if is_final and text:
@@ -130,7 +146,9 @@ class FakeDeepgram:
                 pending_start += len(pending) / rate
                 pending, since_interim = pending[:0], 0.0
             if kind == "CloseStream":
-                await ws.send(json.dumps({"type": "Metadata", "request_id": request_id, "duration": pending_start, "channels": 1}))
+                await ws.send(
+                    json.dumps({"type": "Metadata", "request_id": request_id, "duration": pending_start, "channels": 1})
+                )
                 await ws.close()
                 return
 

@@ -53,7 +53,12 @@ class FakeChatServer:
             return web.json_response({"error": {"message": "scripted failure", "type": "server_error"}}, status=answer)
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
-        base = {"id": "chatcmpl-test", "object": "chat.completion.chunk", "created": int(time.time()), "model": body["model"]}
+        base = {
+            "id": "chatcmpl-test",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": body["model"],
+        }
 
         async def send(delta: dict, finish: str | None = None):
             chunk = {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
@@ -68,7 +73,18 @@ class FakeChatServer:
         else:
             for index, (name, args) in enumerate(answer["tool_calls"]):
                 call_id = f"call_{len(self.requests)}_{index}"
-                await send({"tool_calls": [{"index": index, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}]})
+                await send(
+                    {
+                        "tool_calls": [
+                            {
+                                "index": index,
+                                "id": call_id,
+                                "type": "function",
+                                "function": {"name": name, "arguments": ""},
+                            }
+                        ]
+                    }
+                )
                 for i in range(0, len(args), 5):
                     await send({"tool_calls": [{"index": index, "function": {"arguments": args[i : i + 5]}}]})
             await send({}, "tool_calls")

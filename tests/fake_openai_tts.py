@@ -17,15 +17,35 @@ from aiohttp import web
 
 PCM_RATE = 24000
 CHUNK_BYTES = PCM_RATE * 2 * 40 // 1000  # 40 ms of s16le mono
-VOICES = {"alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer", "verse", "marin", "cedar"}
+VOICES = {
+    "alloy",
+    "ash",
+    "ballad",
+    "coral",
+    "echo",
+    "fable",
+    "onyx",
+    "nova",
+    "sage",
+    "shimmer",
+    "verse",
+    "marin",
+    "cedar",
+}
 
 
-def _error(status: int, message: str, type_: str = "invalid_request_error", param: str | None = None, code: str | None = None):
-    return web.json_response({"error": {"message": message, "type": type_, "param": param, "code": code}}, status=status)
+def _error(
+    status: int, message: str, type_: str = "invalid_request_error", param: str | None = None, code: str | None = None
+):
+    return web.json_response(
+        {"error": {"message": message, "type": type_, "param": param, "code": code}}, status=status
+    )
 
 
 class FakeOpenAITTS:
-    def __init__(self, api_key: str = "sk-test", piper=None, chunk_delay_s: float = 0.01, fail_status: int | None = None):
+    def __init__(
+        self, api_key: str = "sk-test", piper=None, chunk_delay_s: float = 0.01, fail_status: int | None = None
+    ):
         self.api_key = api_key  # the key a request must bear
         self.chunk_delay_s = chunk_delay_s  # pause between chunks (a test can stretch it)
         self.chunk_bytes = CHUNK_BYTES  # 40 ms; an odd size makes every piece end mid-sample
@@ -110,28 +130,61 @@ class FakeOpenAITTS:
     async def _check(self, request: web.Request, record: dict) -> web.Response | None:
         """An error response as OpenAI would send it, or None when the request is good."""
         if self.fail_status:
-            return _error(self.fail_status, "The server had an error while processing your request. Sorry about that!", "server_error")
+            return _error(
+                self.fail_status,
+                "The server had an error while processing your request. Sorry about that!",
+                "server_error",
+            )
         auth = request.headers.get("Authorization", "")
         if not auth.startswith("Bearer "):
-            return _error(401, "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).")
+            return _error(
+                401,
+                "You didn't provide an API key. You need to provide your API key in an Authorization "
+                "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+            )
         key = auth.removeprefix("Bearer ")
         if key != self.api_key:
             masked = key[:3] + "*" * max(0, len(key) - 7) + key[-4:] if len(key) > 7 else "*" * len(key)
-            return _error(401, f"Incorrect API key provided: {masked}. You can find your API key at https://platform.openai.com/account/api-keys.", code="invalid_api_key")
+            return _error(
+                401,
+                f"Incorrect API key provided: {masked}. You can find your API key at https://platform.openai.com/account/api-keys.",
+                code="invalid_api_key",
+            )
         try:
             body = json.loads(await request.text())
         except ValueError:
-            return _error(400, "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly.)")
+            return _error(
+                400,
+                "We could not parse the JSON body of your request. "
+                "(HINT: This likely means you aren't using your HTTP library correctly.)",
+            )
         if not isinstance(body, dict):
             return _error(400, "We could not parse the JSON body of your request.")
         record["body"], record["voice"] = body, body.get("voice")
         for name in ("model", "input", "voice"):
             if not body.get(name):
-                return _error(400, f"Missing required parameter: '{name}'.", param=name, code="missing_required_parameter")
+                return _error(
+                    400, f"Missing required parameter: '{name}'.", param=name, code="missing_required_parameter"
+                )
         if body["voice"] not in VOICES:
-            return _error(400, f"Invalid value: '{body['voice']}'. Supported values are: {', '.join(sorted(VOICES))}.", param="voice", code="invalid_value")
+            return _error(
+                400,
+                f"Invalid value: '{body['voice']}'. Supported values are: {', '.join(sorted(VOICES))}.",
+                param="voice",
+                code="invalid_value",
+            )
         if len(body["input"]) > 4096:
-            return _error(400, "String too long. Expected a string with maximum length 4096.", param="input", code="string_above_max_length")
+            return _error(
+                400,
+                "String too long. Expected a string with maximum length 4096.",
+                param="input",
+                code="string_above_max_length",
+            )
         if body.get("response_format", "mp3") != "pcm":
-            return _error(400, f"This fake only streams 'pcm', not '{body.get('response_format', 'mp3')}'.", param="response_format", code="invalid_value")
+            return _error(
+                400,
+                f"This fake only streams 'pcm', not '{body.get('response_format', 'mp3')}'.",
+                param="response_format",
+                code="invalid_value",
+            )
         return None

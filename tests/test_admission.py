@@ -11,7 +11,13 @@ from starlette.testclient import TestClient, WebSocketDenialResponse
 
 from common.config import Settings
 from serve_app.admission import (
-    Admission, SlidingWindowLimiter, bearer_ok, default_hosts, default_origins, host_allowed, origin_allowed,
+    Admission,
+    SlidingWindowLimiter,
+    bearer_ok,
+    default_hosts,
+    default_origins,
+    host_allowed,
+    origin_allowed,
 )
 from serve_app.http_guard import Guard
 from tests.test_tools import Clock
@@ -23,9 +29,19 @@ def test_hosts_and_origins():
     hosts = default_hosts(8000)
     allowed = ("127.0.0.1:8000", "localhost:8000", "LOCALHOST:8000", "127.0.0.1", "127.0.0.1:8001", "[::1]:8000")
     assert all(host_allowed(h, hosts) for h in allowed)  # a local relay on another port is still us
-    refused = ("evil.example", "evil.example:8000", "127.0.0.1.evil.example:8000", "localhost.evil:80", "127.0.0.1:x", "", None)
+    refused = (
+        "evil.example",
+        "evil.example:8000",
+        "127.0.0.1.evil.example:8000",
+        "localhost.evil:80",
+        "127.0.0.1:x",
+        "",
+        None,
+    )
     assert not any(host_allowed(h, hosts) for h in refused)
-    assert host_allowed("voice.example.com:443", ["voice.example.com:*"]) and not host_allowed("voice.example.com:443", ["voice.example.com"])
+    assert host_allowed("voice.example.com:443", ["voice.example.com:*"]) and not host_allowed(
+        "voice.example.com:443", ["voice.example.com"]
+    )
     origins = default_origins(8000)
     assert origin_allowed(None, origins)  # no Origin: not a browser page (CLI, SDKs, telephony)
     assert origin_allowed("http://127.0.0.1:8000", origins) and origin_allowed("http://localhost:8000/", origins)

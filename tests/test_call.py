@@ -19,7 +19,9 @@ async def open_call(platform, caller_id="tester", rate=16000, **extra) -> CallCl
 
 
 async def wait_greeting_done(client: CallClient):
-    await client.silence_until(lambda: any(e["type"] == "agent.state" and e["state"] == "listening" for e in client.events), 60)
+    await client.silence_until(
+        lambda: any(e["type"] == "agent.state" and e["state"] == "listening" for e in client.events), 60
+    )
 
 
 def stored(platform, session_id):
@@ -37,7 +39,10 @@ async def test_two_spoken_turns(platform, speak, output_dir):
     await wait_greeting_done(client)
     greeting_audio = len(client.audio)
     assert greeting_audio / 32000 > 1.5, "greeting audio missing"
-    assert [e["text"] for e in client.of_type("agent.text")] == ["Hello, thanks for calling.", "How can I help you today?"]
+    assert [e["text"] for e in client.of_type("agent.text")] == [
+        "Hello, thanks for calling.",
+        "How can I help you today?",
+    ]
 
     said = ["What are your opening hours?", "I want to check the status of my order."]
     reports = [await speak_turn(client, speak(text), timeout=60) for text in said]
@@ -45,7 +50,12 @@ async def test_two_spoken_turns(platform, speak, output_dir):
         assert word_error_rate(text, report.transcript) <= 0.2, report.transcript
         assert report.agent_text, "no agent.text for the turn"
         assert report.first_audio is not None, "no agent audio after the turn"
-        assert {"eos_to_transcript_ms", "dialogue_first_sentence_ms", "tts_first_audio_ms", "eos_to_first_audio_ms"} <= set(report.metrics)
+        assert {
+            "eos_to_transcript_ms",
+            "dialogue_first_sentence_ms",
+            "tts_first_audio_ms",
+            "eos_to_first_audio_ms",
+        } <= set(report.metrics)
     assert "Monday to Friday" in " ".join(reports[0].agent_text)  # from the knowledge base
     assert "order" in " ".join(reports[1].agent_text)
     assert len(client.audio) - greeting_audio > 32000 * 3
@@ -149,7 +159,11 @@ async def test_health_and_ready(platform):
     import urllib.request
 
     with urllib.request.urlopen(platform["http"] + "/health") as r:
-        assert json.loads(r.read()) == {"status": "ok", "providers": {"asr": "whisper", "tts": "piper", "dialogue": "local"}, "preemptive_ms": 100}
+        assert json.loads(r.read()) == {
+            "status": "ok",
+            "providers": {"asr": "whisper", "tts": "piper", "dialogue": "local"},
+            "preemptive_ms": 100,
+        }
     with urllib.request.urlopen(platform["http"] + "/ready") as r:
         body = json.loads(r.read())
     assert body["ready"] is True and body["capacity"] == 5
@@ -267,7 +281,9 @@ async def test_personal_data_said_in_a_call_appears_nowhere_in_clear(platform, s
     # the card's first digits in any shape Whisper writes them ("5425 2334", "5,425,233"), the typed email and phone
     secret = re.compile(rb"(?<!\w)5[ ,.-]?425[ ,.-]?2|jane\.doe|555[ -]?0134")
     state = stored(platform, client.session["session_id"])
-    assert state.turns[1].transcript.startswith("My card number is [CARD]") and not secret.search(state.model_dump_json().encode())
+    assert state.turns[1].transcript.startswith("My card number is [CARD]") and not secret.search(
+        state.model_dump_json().encode()
+    )
     assert not secret.search(str(client.events).encode())
     files = [platform["store"], get_settings().support_db_path]
     files = [p for f in files for p in (f, f.with_name(f.name + "-wal")) if p.exists()]

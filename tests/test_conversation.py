@@ -47,7 +47,9 @@ async def test_a_pause_mid_sentence_discards_the_early_turn_and_the_final_pause_
     assert "Saturday" in " ".join(report.agent_text)
     metrics = turn_metrics(client, mark)
     assert metrics["preempted"] == "reply", metrics  # the final pause's run-ahead was the reply
-    assert {"eos_to_transcript_ms", "dialogue_first_sentence_ms", "tts_first_audio_ms", "eos_to_first_audio_ms"} <= set(metrics)
+    assert {"eos_to_transcript_ms", "dialogue_first_sentence_ms", "tts_first_audio_ms", "eos_to_first_audio_ms"} <= set(
+        metrics
+    )
     state = stored(platform, client.session["session_id"])
     assert [t.source for t in state.turns] == ["greeting", "speech"]  # nothing of the discarded run was kept
     await client.hangup()
@@ -115,7 +117,9 @@ async def test_noise_and_a_backchannel_during_agent_speech_do_not_end_the_reply(
     await client.stream(noise(0.6, amplitude=0.05))
     await client.stream(silence(0.8))
     await client.stream(speak("Mm-hmm, mm-hmm."))
-    assert await client.silence_until(lambda: any(e["type"] == "turn.metrics" and e["turn_id"] == 1 for e in client.events), 60)
+    assert await client.silence_until(
+        lambda: any(e["type"] == "turn.metrics" and e["turn_id"] == 1 for e in client.events), 60
+    )
 
     state = stored(platform, client.session["session_id"])
     assert len(state.turns) == 2, [t.transcript for t in state.turns]  # neither became a turn
@@ -131,7 +135,10 @@ async def test_wake_up_timer_checks_in_then_says_goodbye_and_waits_while_anyone_
     client = await open_call(platform, "sleepy")
     await wait_greeting_done(client)
     # 7 s of caller speech, longer than the 6 s timer: it must not fire while they talk
-    long_turn = speak("I have a question about my order. It was a present for my sister. She lives in Canada, and I want to know when it arrives.")
+    long_turn = speak(
+        "I have a question about my order. It was a present for my sister. "
+        "She lives in Canada, and I want to know when it arrives."
+    )
     assert len(long_turn) / 2 / 16000 > 6.5
     await speak_turn(client, long_turn, timeout=60)
     replied_at = time.monotonic()
@@ -156,13 +163,17 @@ async def test_session_api_say_reply_interrupt_close(platform):
     actor = session_actor(sid, platform["store"])
 
     await actor.say.remote("This is a message from the operator.")
-    await client.silence_until(lambda: any(e.get("text") == "This is a message from the operator." for e in client.of_type("agent.text")), 30)
+    await client.silence_until(
+        lambda: any(e.get("text") == "This is a message from the operator." for e in client.of_type("agent.text")), 30
+    )
 
     await actor.reply.remote("what are your opening hours")
     with pytest.raises(ray.exceptions.RayTaskError, match="already in flight"):
         await actor.reply.remote("and on Sunday?")
     await client.silence_until(lambda: any("Monday" in e["text"] for e in client.of_type("agent.text")), 30)
-    await client.silence_until(lambda: client.events[-1]["type"] == "agent.state" and client.events[-1]["state"] == "listening", 30)
+    await client.silence_until(
+        lambda: client.events[-1]["type"] == "agent.state" and client.events[-1]["state"] == "listening", 30
+    )
     await actor.reply.remote("and are you open on Sunday?")  # the first one finished: allowed again
 
     mark = len(client.timeline)

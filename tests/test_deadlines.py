@@ -13,8 +13,13 @@ from serve_app.deadlines import StageTimeout, first_within, within
 from serve_app.session_pool import SessionPool
 from tests.call_fakes import FakeDialogue, FakeWS, fake_tts, handler, session_actor, settings
 
-FAST = dict(greeting_timeout_ms=200, dialogue_timeout_ms=200, tts_first_audio_timeout_ms=200,
-            actor_call_timeout_ms=200, checkpoint_timeout_ms=200)
+FAST = dict(
+    greeting_timeout_ms=200,
+    dialogue_timeout_ms=200,
+    tts_first_audio_timeout_ms=200,
+    actor_call_timeout_ms=200,
+    checkpoint_timeout_ms=200,
+)
 
 
 def hours(text, memory, run_ahead):

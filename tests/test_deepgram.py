@@ -130,13 +130,22 @@ async def deepgram_gateway(platform, whisper):
 
     dg = FakeDeepgram(whisper=whisper)
     await dg.__aenter__()
-    env = {"VOICE_ASR_PROVIDER": "deepgram", "VOICE_DEEPGRAM_API_KEY": "dg-test", "VOICE_DEEPGRAM_URL": dg.url,
-           "VOICE_DEEPGRAM_RETRY_S": "1", "VOICE_DEEPGRAM_TIMEOUT_MS": "4000"}
-    await asyncio.to_thread(redeploy, platform, "Gateway", env, lambda: _health(platform)["providers"]["asr"] == "deepgram")
+    env = {
+        "VOICE_ASR_PROVIDER": "deepgram",
+        "VOICE_DEEPGRAM_API_KEY": "dg-test",
+        "VOICE_DEEPGRAM_URL": dg.url,
+        "VOICE_DEEPGRAM_RETRY_S": "1",
+        "VOICE_DEEPGRAM_TIMEOUT_MS": "4000",
+    }
+    await asyncio.to_thread(
+        redeploy, platform, "Gateway", env, lambda: _health(platform)["providers"]["asr"] == "deepgram"
+    )
     try:
         yield dg
     finally:
-        await asyncio.to_thread(redeploy, platform, "Gateway", None, lambda: _health(platform)["providers"]["asr"] == "whisper")
+        await asyncio.to_thread(
+            redeploy, platform, "Gateway", None, lambda: _health(platform)["providers"]["asr"] == "whisper"
+        )
         await dg.__aexit__()
 
 
@@ -149,7 +158,9 @@ def _health(platform) -> dict:
 
 
 @pytest.mark.platform
-async def test_a_call_hears_through_deepgram_falls_back_to_whisper_mid_call_and_comes_back(platform, deepgram_gateway, speak):
+async def test_a_call_hears_through_deepgram_falls_back_to_whisper_mid_call_and_comes_back(
+    platform, deepgram_gateway, speak
+):
     from serve_app.call import speak_turn
     from tests.test_call import open_call, wait_greeting_done
 
@@ -160,12 +171,16 @@ async def test_a_call_hears_through_deepgram_falls_back_to_whisper_mid_call_and_
         await wait_greeting_done(client)
         assert await client.silence_until(lambda: len(dg.queries) >= 1, 10), "the call never opened a Deepgram stream"
         reports, providers = [], []
-        for i, line in enumerate(["What are your opening hours?", "How long is the warranty?", "Do you ship to Canada?"]):
+        for i, line in enumerate(
+            ["What are your opening hours?", "How long is the warranty?", "Do you ship to Canada?"]
+        ):
             if i == 1:
                 await dg.fail()  # the outage: the live stream drops with 1011, reconnects get 503
             if i == 2:
                 dg.recover()
-                assert await client.silence_until(lambda: len(dg.queries) >= 2 and dg.down is False and _connected(dg), 15)
+                assert await client.silence_until(
+                    lambda: len(dg.queries) >= 2 and dg.down is False and _connected(dg), 15
+                )
                 await client.silence_until(lambda: False, 1.0)  # the new stream hears from its start on
             mark = len(client.events)
             reports.append(await speak_turn(client, speak(line), timeout=60))
@@ -176,7 +191,11 @@ async def test_a_call_hears_through_deepgram_falls_back_to_whisper_mid_call_and_
 
     reports, providers = await scenario()
     assert providers == ["deepgram", "whisper", "deepgram"], providers
-    assert "hours" in reports[0].transcript.lower() and "warranty" in reports[1].transcript.lower() and "canada" in reports[2].transcript.lower()
+    assert (
+        "hours" in reports[0].transcript.lower()
+        and "warranty" in reports[1].transcript.lower()
+        and "canada" in reports[2].transcript.lower()
+    )
     assert all(r.agent_text for r in reports)  # every turn answered, the one during the outage too
     assert any("hours" in f.lower() for f in dg.finals) and any("canada" in f.lower() for f in dg.finals)
 

@@ -57,7 +57,10 @@ def test_embeddings_are_unit_vectors_and_similar_for_paraphrases():
     from deployments.embeddings.engine import Embedder
 
     a, b, c = Embedder().embed(["where is my order", "has my parcel shipped", "what a lovely day"])
-    dot = lambda x, y: sum(i * j for i, j in zip(x, y))
+
+    def dot(x, y):
+        return sum(i * j for i, j in zip(x, y))
+
     assert abs(dot(a, a) - 1) < 1e-3 and len(a) == 384
     assert dot(a, b) > dot(a, c) + 0.2
 
@@ -116,7 +119,11 @@ def test_pii_masking(text, masked):
 
 @pytest.mark.parametrize(
     "a, b",
-    [("Where's my order?", "where is my order"), ("I'd like it, don't you?", "i would like it do not you"), ("Let's go", "let us go")],
+    [
+        ("Where's my order?", "where is my order"),
+        ("I'd like it, don't you?", "i would like it do not you"),
+        ("Let's go", "let us go"),
+    ],
 )
 def test_normalize_spells_out_contractions(a, b):
     assert normalize(a) == normalize(b) == b
@@ -152,13 +159,31 @@ def test_log_records_are_masked(caplog):
 def test_tts_parts_keep_punctuation_and_a_long_first_sentence_starts_with_a_short_part():
     from deployments.tts.engine import clauses, quick_start
 
-    hours = "Our customer service team is available Monday to Friday from nine in the morning to six, and Saturday from ten to four."
-    assert clauses(hours) == ["Our customer service team is available Monday to Friday from nine in the morning to six,", "and Saturday from ten to four."]
+    hours = (
+        "Our customer service team is available Monday to Friday from nine in the morning to six, "
+        "and Saturday from ten to four."
+    )
+    assert clauses(hours) == [
+        "Our customer service team is available Monday to Friday from nine in the morning to six,",
+        "and Saturday from ten to four.",
+    ]
     assert clauses("Hello, thanks for calling.") == ["Hello, thanks for calling."]  # parts under four words stay joined
     assert quick_start(hours)[0] == "Our customer service team"  # cut before the verb, not inside "Monday to Friday"
     assert " ".join(quick_start(hours)) == hours
     assert quick_start("We ship to Canada and the United Kingdom.") == ["We ship to Canada", "and the United Kingdom."]
-    assert quick_start("Returns are free within thirty days.") == ["Returns are free within thirty days."]  # six words: whole
-    assert quick_start("Standard delivery takes three to five business days.") == ["Standard delivery takes three to five business days."]  # not inside a range
-    assert quick_start("Every product comes with a one year warranty against manufacturing defects.")[0] == "Every product comes with a one year warranty"
-    assert quick_start("The warranty does not cover normal wear and tear, accidental damage, or items that were modified.")[0] == "The warranty does not cover normal wear and tear,"  # no two-word tail
+    assert quick_start("Returns are free within thirty days.") == [
+        "Returns are free within thirty days."
+    ]  # six words: whole
+    assert quick_start("Standard delivery takes three to five business days.") == [
+        "Standard delivery takes three to five business days."
+    ]  # not inside a range
+    assert (
+        quick_start("Every product comes with a one year warranty against manufacturing defects.")[0]
+        == "Every product comes with a one year warranty"
+    )
+    assert (
+        quick_start(
+            "The warranty does not cover normal wear and tear, accidental damage, or items that were modified."
+        )[0]
+        == "The warranty does not cover normal wear and tear,"
+    )  # no two-word tail

@@ -40,7 +40,8 @@ def normalise(text: str) -> str:
 
 
 def find_leaks(utterances: list[str], corpus: dict[str, str], min_words: int = MIN_WORDS) -> list[tuple[str, str]]:
-    """(utterance, source) for every utterance of `min_words`+ words (digits not counted) found, as whole words, in a source."""
+    """(utterance, source) for every utterance of `min_words`+ words (digits not counted) found,
+    as whole words, in a source."""
     texts = {name: f" {normalise(text)} " for name, text in corpus.items()}
     leaks = []
     for utterance in utterances:
@@ -60,8 +61,12 @@ def dev_set() -> Path:
 
 def leak_corpus() -> dict[str, str]:
     """Everything the agent was built or tuned from: code (intent examples, patterns), the KB, the dev set."""
-    files = [p for d in CODE_DIRS for p in sorted((ROOT / d).rglob("*"))
-             if p.suffix in CORPUS_SUFFIXES and p.is_file() and p != TEST_SET and "__pycache__" not in p.parts]
+    files = [
+        p
+        for d in CODE_DIRS
+        for p in sorted((ROOT / d).rglob("*"))
+        if p.suffix in CORPUS_SUFFIXES and p.is_file() and p != TEST_SET and "__pycache__" not in p.parts
+    ]
     files += sorted((ROOT / "docs" / "kb").glob("*.md")) + [dev_set()]
     files = list(dict.fromkeys(files))  # the dev set is also under serve_app/
     return {str(p.relative_to(ROOT)): p.read_text(encoding="utf-8", errors="replace") for p in files}
@@ -119,7 +124,9 @@ def test_no_test_utterance_appears_in_code_kb_or_dev_set():
 def test_find_leaks_on_a_tiny_corpus():
     corpus = {"engine.py": 'EXAMPLES = ["Where is my Order, 10042?", "talk to a human"]', "kb.md": "We're open daily."}
     assert find_leaks(["where is my order 10042!", "WHERE... is my order, 10,042"], corpus) == [
-        ("where is my order 10042!", "engine.py"), ("WHERE... is my order, 10,042", "engine.py")]
+        ("where is my order 10042!", "engine.py"),
+        ("WHERE... is my order, 10,042", "engine.py"),
+    ]
     assert find_leaks(["uh, where is my order 10042", "is my ord"], corpus) == []  # not contained; part-word
     assert find_leaks(["a human"], corpus) == []  # under three words: too common to call a leak
     assert find_leaks(["Were open daily"], corpus) == [("Were open daily", "kb.md")]

@@ -40,7 +40,11 @@ def test_a_wrong_expectation_fails_with_its_reason(make_agent):
     wrong = [
         sc("bad tool", expect_tool="order_status"),
         sc("bad text", expect_reply_contains="we never open"),
-        {"name": "bad auth", "category": "order_status", "turns": [{"user": "where is my order", "expect_authenticated": True}]},
+        {
+            "name": "bad auth",
+            "category": "order_status",
+            "turns": [{"user": "where is my order", "expect_authenticated": True}],
+        },
         sc("bad escalation", expect_escalation=True),
         sc("bad kb", expect_kb=False),
         sc("bad refusal", expect_refused=True),
@@ -55,18 +59,32 @@ def test_a_wrong_expectation_fails_with_its_reason(make_agent):
 
 
 def test_turns_after_the_call_ended_fail(make_agent):
-    [o] = run_scenarios([{"name": "ended", "category": "small_talk", "turns": [
-        {"user": "goodbye"}, {"user": "what time do you open", "expect_kb": True}]}], make_agent)
+    [o] = run_scenarios(
+        [
+            {
+                "name": "ended",
+                "category": "small_talk",
+                "turns": [{"user": "goodbye"}, {"user": "what time do you open", "expect_kb": True}],
+            }
+        ],
+        make_agent,
+    )
     assert o.turns[1].failures == ["the call had already ended"]
 
 
 @pytest.mark.parametrize(
     "scenario, message",
     [
-        ({"name": "typo", "category": "knowledge", "turns": [{"user": "hi", "expect_tol": "none"}]}, "unknown key(s) ['expect_tol']"),
+        (
+            {"name": "typo", "category": "knowledge", "turns": [{"user": "hi", "expect_tol": "none"}]},
+            "unknown key(s) ['expect_tol']",
+        ),
         ({"name": "no category", "turns": [{"user": "hi"}]}, "category None"),
         ({"name": "bad category", "category": "smalltalk", "turns": [{"user": "hi"}]}, "category 'smalltalk'"),
-        ({"name": "scenario typo", "category": "knowledge", "caller": "x", "turns": [{"user": "hi"}]}, "unknown key(s) ['caller']"),
+        (
+            {"name": "scenario typo", "category": "knowledge", "caller": "x", "turns": [{"user": "hi"}]},
+            "unknown key(s) ['caller']",
+        ),
     ],
 )
 def test_unknown_keys_and_categories_are_errors(tmp_path, scenario, message):
@@ -82,10 +100,13 @@ def test_unknown_keys_and_categories_are_errors(tmp_path, scenario, message):
 
 def test_cli_reports_per_category_and_sets_its_exit_code_on_turn_accuracy(tmp_path, capsys):
     f = tmp_path / "s.yaml"
-    f.write_text("scenarios:\n"
-                 "  - name: hours\n    category: knowledge\n"
-                 "    turns: [{user: 'what time do you open', expect_reply_contains: Monday, expect_kb: true}, {user: 'thanks'}]\n"
-                 "  - name: impossible\n    category: small_talk\n    turns: [{user: 'hello', expect_escalation: true}]\n")
+    f.write_text(
+        "scenarios:\n"
+        "  - name: hours\n    category: knowledge\n"
+        "    turns: [{user: 'what time do you open', expect_reply_contains: Monday, expect_kb: true},"
+        " {user: 'thanks'}]\n"
+        "  - name: impossible\n    category: small_talk\n    turns: [{user: 'hello', expect_escalation: true}]\n"
+    )
     assert main([str(f)]) == 1
     out = capsys.readouterr().out
     assert "PASS  hours" in out and "FAIL  impossible" in out and "1/2 scenarios passed (50%)" in out

@@ -47,14 +47,20 @@ def test_run_command_starts_the_platform_with_an_empty_home(tmp_path):
         assert stat.S_IMODE(token.stat().st_mode) == 0o600  # a secret: the owner alone reads it
         with urllib.request.urlopen(f"http://127.0.0.1:{ports['HTTP']}/ready", timeout=10) as r:
             assert r.status == 200 and json.loads(r.read())["ready"] is True
-        with connect(f"ws://127.0.0.1:{ports['HTTP']}/ws/call?caller_id=fresh&sample_rate=16000", open_timeout=30) as ws:
+        with connect(
+            f"ws://127.0.0.1:{ports['HTTP']}/ws/call?caller_id=fresh&sample_rate=16000", open_timeout=30
+        ) as ws:
             first = json.loads(ws.recv(timeout=30))
             assert first["type"] == "session.started"
         # Run again: the token is kept (a new one would lock out the running cluster's clients).
-        again = subprocess.run([".venv/bin/voice-agent", "status"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        again = subprocess.run(
+            [".venv/bin/voice-agent", "status"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
         assert again.returncode == 0, again.stdout + again.stderr
     finally:
-        down = subprocess.run([".venv/bin/voice-agent", "down"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        down = subprocess.run(
+            [".venv/bin/voice-agent", "down"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        )
     assert down.returncode == 0, down.stderr[-2000:]
     assert not _cluster_alive(ports["RAY"])
     assert Path(home / ".ray" / "auth_token").exists()

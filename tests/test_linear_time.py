@@ -210,11 +210,54 @@ def test_caller_id_with_a_trailing_newline_is_refused():
         parse_connect({"caller_id": "alice", "locale": "en-US\n"})
 
 
-_FRAGMENTS = st.sampled_from([
-    "1", "12 ", "4111", "one ", "two oh ", "nine", "ſix", "١٢", "²", "a.", "a-", "x at y dot ", " ", "\t", "\n", "dot ",
-    "at ", "@", ".", ",", "-", "/", "(", ")", "[", "*", "pin ", "is ", "social ", "security ", "ssn ", "com", "m", "mu",
-    "yes ", "no ", "ignore ", "talk to ", "human ", "\"", "{", "'", "é", "_",
-])
+_FRAGMENTS = st.sampled_from(
+    [
+        "1",
+        "12 ",
+        "4111",
+        "one ",
+        "two oh ",
+        "nine",
+        "ſix",
+        "١٢",
+        "²",
+        "a.",
+        "a-",
+        "x at y dot ",
+        " ",
+        "\t",
+        "\n",
+        "dot ",
+        "at ",
+        "@",
+        ".",
+        ",",
+        "-",
+        "/",
+        "(",
+        ")",
+        "[",
+        "*",
+        "pin ",
+        "is ",
+        "social ",
+        "security ",
+        "ssn ",
+        "com",
+        "m",
+        "mu",
+        "yes ",
+        "no ",
+        "ignore ",
+        "talk to ",
+        "human ",
+        '"',
+        "{",
+        "'",
+        "é",
+        "_",
+    ]
+)
 _UNIT = st.lists(st.one_of(_FRAGMENTS, st.text(max_size=6)), min_size=1, max_size=8).map("".join)
 _TAIL = st.one_of(st.sampled_from(["", "a", "x", "1", "_", "é", "?", "@b.com", " at b dot com"]), st.text(max_size=4))
 
@@ -230,15 +273,13 @@ def long_texts(draw):
     return fill(unit, tail, draw(st.one_of(st.just(MAX_CHARS), st.integers(len(tail), MAX_CHARS))))
 
 
-@settings(deadline=None, max_examples=25, suppress_health_check=list(HealthCheck), database=None,
-          phases=_NO_SHRINK)
+@settings(deadline=None, max_examples=25, suppress_health_check=list(HealthCheck), database=None, phases=_NO_SHRINK)
 @given(long_texts())
 def test_long_random_and_adversarial_texts(text):
     check(text)
 
 
-@settings(deadline=None, max_examples=150, suppress_health_check=list(HealthCheck), database=None,
-          phases=_NO_SHRINK)
+@settings(deadline=None, max_examples=150, suppress_health_check=list(HealthCheck), database=None, phases=_NO_SHRINK)
 @given(st.one_of(st.text(max_size=300), st.lists(_FRAGMENTS, max_size=60).map("".join)))
 def test_short_random_texts(text):
     check(text)

@@ -54,7 +54,9 @@ async def test_odd_sized_network_pieces_still_give_whole_samples(server, rate):
         assert abs(len(b"".join(chunks)) - len(resample(sent, 24000, rate))) <= 64
 
 
-@pytest.mark.parametrize("locale, voice", [("en-GB", "fable"), ("xx-YY", "alloy"), ("es-MX", "nova"), ("de-DE", "onyx")])
+@pytest.mark.parametrize(
+    "locale, voice", [("en-GB", "fable"), ("xx-YY", "alloy"), ("es-MX", "nova"), ("de-DE", "onyx")]
+)
 async def test_voice_follows_the_locale(server, locale, voice):
     chunks = await collect(OpenAITTSEngine("sk-test", server.base_url), "Hello.", 16000, locale)
     assert chunks and server.requests[-1]["voice"] == voice
@@ -151,7 +153,11 @@ def openai_tts_platform(platform, piper):
             list(tts.options(stream=True).synthesize.remote("Hi.", 16000, "en-US"))
             return len(fake.requests) > before
 
-        env = {"VOICE_TTS_PROVIDER": "openai", "VOICE_OPENAI_API_KEY": "sk-test", "VOICE_OPENAI_BASE_URL": fake.base_url}
+        env = {
+            "VOICE_TTS_PROVIDER": "openai",
+            "VOICE_OPENAI_API_KEY": "sk-test",
+            "VOICE_OPENAI_BASE_URL": fake.base_url,
+        }
         redeploy(platform, "TTS", env, probe_reaches_fake)
         try:
             yield fake
@@ -160,7 +166,9 @@ def openai_tts_platform(platform, piper):
 
 
 @pytest.mark.platform
-async def test_a_call_speaks_with_the_locale_voice_and_barge_in_hangs_up_the_tts_stream(platform, openai_tts_platform, speak):
+async def test_a_call_speaks_with_the_locale_voice_and_barge_in_hangs_up_the_tts_stream(
+    platform, openai_tts_platform, speak
+):
     from serve_app.call import speak_turn
     from tests.test_call import wait_greeting_done
     from tests.test_conversation import ask_and_wait_for_speech

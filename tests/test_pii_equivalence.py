@@ -50,15 +50,78 @@ def old_mask_pii(text: str) -> str:
     return _RUN.sub(_old_number, _PIN.sub("[PIN]", _EMAIL.sub("[EMAIL]", text)))
 
 
-_NUMBERS = ["1", "12", "123", "4567", "one", "oh", "two", "nine", "ZERO", "١٢", "²", " ", " ", ",", ".", "-", "/", "(", ")",
-            "a", "x", "_", "social ", "security ", "ssn", "pin", " is ", ":", "code", "number", "?", "\n"]
-_EMAILS = ["a", "b", "jane", "dot", "dot", "DOT", "at", "at", " ", " ", "  ", ".", " . ", "@", "com", "co", "info", "x",
-           "-", "+", "_", "-com", "comx", "dot-", "-dot", "\n", "é"]
+_NUMBERS = [
+    "1",
+    "12",
+    "123",
+    "4567",
+    "one",
+    "oh",
+    "two",
+    "nine",
+    "ZERO",
+    "١٢",
+    "²",
+    " ",
+    " ",
+    ",",
+    ".",
+    "-",
+    "/",
+    "(",
+    ")",
+    "a",
+    "x",
+    "_",
+    "social ",
+    "security ",
+    "ssn",
+    "pin",
+    " is ",
+    ":",
+    "code",
+    "number",
+    "?",
+    "\n",
+]
+_EMAILS = [
+    "a",
+    "b",
+    "jane",
+    "dot",
+    "dot",
+    "DOT",
+    "at",
+    "at",
+    " ",
+    " ",
+    "  ",
+    ".",
+    " . ",
+    "@",
+    "com",
+    "co",
+    "info",
+    "x",
+    "-",
+    "+",
+    "_",
+    "-com",
+    "comx",
+    "dot-",
+    "-dot",
+    "\n",
+    "é",
+]
 
 
 def _joined(pieces: list[str]):
-    return st.lists(st.sampled_from(pieces), max_size=16).map("".join).filter(
-        lambda t: max(map(len, re.findall(r"\d+", t)), default=0) <= 12  # the oracle is exponential in this
+    return (
+        st.lists(st.sampled_from(pieces), max_size=16)
+        .map("".join)
+        .filter(
+            lambda t: max(map(len, re.findall(r"\d+", t)), default=0) <= 12  # the oracle is exponential in this
+        )
     )
 
 
@@ -79,6 +142,13 @@ def test_masks_what_the_backtracking_patterns_masked(text):
 
 
 def test_the_shapes_where_a_dot_is_read_two_ways():
-    for text in ["a dot dot dot at b.com", "x dot at y.com", "a.dot dot.b@c.com", "w dot dot dot dot at x.com q",
-                 "a-dot dot at b dot com", "dot dot dot dot dot at b.co", "me at jane.do at example.com"]:
+    for text in [
+        "a dot dot dot at b.com",
+        "x dot at y.com",
+        "a.dot dot.b@c.com",
+        "w dot dot dot dot at x.com q",
+        "a-dot dot at b dot com",
+        "dot dot dot dot dot at b.co",
+        "me at jane.do at example.com",
+    ]:
         assert mask_pii(text) == old_mask_pii(text), text

@@ -5,12 +5,16 @@ import pytest
 from serve_app.playback import Speech, heard, is_backchannel
 
 
-@pytest.mark.parametrize("text", ["", "Mm-hmm.", "Uh-huh", "MMOM, MMOM.", "Mm-m-m-m-m.", "(coughs)", "[Music]", "Hmm, uh.", "Oh."])
+@pytest.mark.parametrize(
+    "text", ["", "Mm-hmm.", "Uh-huh", "MMOM, MMOM.", "Mm-m-m-m-m.", "(coughs)", "[Music]", "Hmm, uh.", "Oh."]
+)
 def test_fillers_and_noise_are_backchannels(text):
     assert is_backchannel(text)
 
 
-@pytest.mark.parametrize("text", ["Wait.", "No", "yes", "Stop, stop.", "one two", "Uh, where is my order?", "home", "Mom, wait"])
+@pytest.mark.parametrize(
+    "text", ["Wait.", "No", "yes", "Stop, stop.", "one two", "Uh, where is my order?", "home", "Mom, wait"]
+)
 def test_words_take_the_turn(text):
     assert not is_backchannel(text)
 

@@ -93,5 +93,11 @@ def test_bad_connect_is_refused(query, code):
 
 def test_server_events_are_json_with_type_first():
     started = json.loads(session_started("s1", 16000, 22050))
-    assert started == {"type": "session.started", "session_id": "s1", "input_sample_rate": 16000, "output_sample_rate": 22050, "protocol": 1}
+    assert started == {
+        "type": "session.started",
+        "session_id": "s1",
+        "input_sample_rate": 16000,
+        "output_sample_rate": 22050,
+        "protocol": 1,
+    }
     assert event("agent.state", state="listening").startswith('{"type":"agent.state"')

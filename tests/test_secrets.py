@@ -19,8 +19,12 @@ FAKE_TOKEN = "admin-fake-DO-NOT-LEAK-77aa"
 
 def test_load_config_keeps_secrets_out_of_the_runtime_env():
     env = {
-        "VOICE_OPENAI_API_KEY": FAKE_KEY, "OPENAI_API_KEY": FAKE_KEY, "VOICE_DEEPGRAM_API_KEY": FAKE_KEY,
-        "DEEPGRAM_API_KEY": FAKE_KEY, "VOICE_ADMIN_TOKEN": FAKE_TOKEN, "VOICE_MAX_TURNS": "7",
+        "VOICE_OPENAI_API_KEY": FAKE_KEY,
+        "OPENAI_API_KEY": FAKE_KEY,
+        "VOICE_DEEPGRAM_API_KEY": FAKE_KEY,
+        "DEEPGRAM_API_KEY": FAKE_KEY,
+        "VOICE_ADMIN_TOKEN": FAKE_TOKEN,
+        "VOICE_MAX_TURNS": "7",
     }
     config = cluster.load_config(http_port=8123, env=env)
     text = json.dumps(config)

@@ -39,8 +39,14 @@ def kb(embed_many, tmp_path_factory):
 def agent(embed_many, kb, tmp_path):
     store = SupportStore(tmp_path / "support.db")
     router = ToolRouter(support_tools(store), LocalBreaker(), store)
-    agent = SupportAgent(IntentClassifier(embed_many), router, kb, PolicyEngine(3), confidence_threshold=0.6,
-                         wants_human=EscalationClassifier(embed_many))
+    agent = SupportAgent(
+        IntentClassifier(embed_many),
+        router,
+        kb,
+        PolicyEngine(3),
+        confidence_threshold=0.6,
+        wants_human=EscalationClassifier(embed_many),
+    )
     agent.store = store
     return agent
 
@@ -99,7 +105,9 @@ def test_return_workflow_collects_confirms_then_acts(agent):
     r = call.say("order 10042")
     assert "running shoes" in r.text and "Why" in r.text
     r = call.say("they are too small")
-    assert "To confirm" in r.text and "because it doesn't fit" in r.text and "too small" not in r.text  # named, not quoted
+    assert (
+        "To confirm" in r.text and "because it doesn't fit" in r.text and "too small" not in r.text
+    )  # named, not quoted
     assert agent.store.returns(call.memory["customer_id"]) == []  # nothing happens before yes
     r = call.say("yes please")
     assert "return reference" in r.text and [t.tool for t in r.tool_results] == ["create_return"]
@@ -210,8 +218,16 @@ def test_a_policy_question_never_demands_a_pin(agent, question):
     assert r.intent == "knowledge" and "PIN" not in r.text and r.memory["slots"].get("awaiting") != "pin"
 
 
-@pytest.mark.parametrize("text", ["Operator.", "Representative, please.", "Get me your supervisor.", "Can I talk to your manager?",
-                                  "I'd rather deal with someone from your team, not a machine."])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Operator.",
+        "Representative, please.",
+        "Get me your supervisor.",
+        "Can I talk to your manager?",
+        "I'd rather deal with someone from your team, not a machine.",
+    ],
+)
 def test_escalation_by_meaning(agent, text):
     assert Call(agent).say(text).escalate == "caller_request"
 
@@ -252,17 +268,33 @@ def test_a_correction_is_not_an_injection_and_numbers_in_words_work(agent):
 
 # Probes for the knowledge base's calibration, written apart from the evaluation sets.
 IN_DOMAIN = [
-    ("Are you guys open on bank holidays?", "hours"), ("What's the address of your store?", "Store location"),
-    ("Is there a faster delivery option?", "Delivery times"), ("Do you ship to the UK?", "International"),
-    ("How much do you charge for postage?", "Shipping costs"), ("When will I get my money back?", "Refund timing"),
-    ("Does the refund go to my card?", "Refund timing"), ("How do I send something back?", "How to start"),
-    ("Can I return a sale item?", "Return window"), ("How long is the warranty on electronics?", "Warranty coverage"),
-    ("How do I make a claim under the warranty?", "Warranty claims"), ("What time do you open on weekdays?", "hours"),
-    ("How long do I have to return something?", "Return window"), ("Who pays the customs fees?", "International"),
-    ("Is standard delivery free?", "Shipping costs"), ("Where do I drop off the parcel for a return?", "How to start"),
+    ("Are you guys open on bank holidays?", "hours"),
+    ("What's the address of your store?", "Store location"),
+    ("Is there a faster delivery option?", "Delivery times"),
+    ("Do you ship to the UK?", "International"),
+    ("How much do you charge for postage?", "Shipping costs"),
+    ("When will I get my money back?", "Refund timing"),
+    ("Does the refund go to my card?", "Refund timing"),
+    ("How do I send something back?", "How to start"),
+    ("Can I return a sale item?", "Return window"),
+    ("How long is the warranty on electronics?", "Warranty coverage"),
+    ("How do I make a claim under the warranty?", "Warranty claims"),
+    ("What time do you open on weekdays?", "hours"),
+    ("How long do I have to return something?", "Return window"),
+    ("Who pays the customs fees?", "International"),
+    ("Is standard delivery free?", "Shipping costs"),
+    ("Where do I drop off the parcel for a return?", "How to start"),
 ]
-OFF_TOPIC = ["tell me a joke about penguins", "what is the capital of peru", "Can you sing me a song?", "My cat is sick",
-             "Do you sell gift cards?", "How old are you?", "Recommend me a good movie", "Do you have any job openings?"]
+OFF_TOPIC = [
+    "tell me a joke about penguins",
+    "what is the capital of peru",
+    "Can you sing me a song?",
+    "My cat is sick",
+    "Do you sell gift cards?",
+    "How old are you?",
+    "Recommend me a good movie",
+    "Do you have any job openings?",
+]
 
 
 def test_knowledge_base_confidence_separates_its_topics_from_the_rest(kb):

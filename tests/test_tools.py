@@ -70,7 +70,9 @@ def store(tmp_path):
 
 async def test_idempotent_tool_is_retried_until_it_answers(store):
     backend = FlakyBackend(fail_times=2)
-    router = ToolRouter([ToolSpec("lookup", backend, idempotent=True, retries=2, backoff_s=0.01)], LocalBreaker(), store)
+    router = ToolRouter(
+        [ToolSpec("lookup", backend, idempotent=True, retries=2, backoff_s=0.01)], LocalBreaker(), store
+    )
     result = await router.call("lookup", {"order_id": "1"}, "s1")
     assert result.ok and result.attempts == 3 and backend.calls == 3
     assert store.audit("s1")[0]["outcome"] == "ok"
@@ -78,13 +80,19 @@ async def test_idempotent_tool_is_retried_until_it_answers(store):
 
 async def test_side_effecting_tool_is_never_retried(store):
     backend = FlakyBackend(fail_times=1)
-    router = ToolRouter([ToolSpec("refund", backend, idempotent=False, retries=5, backoff_s=0.01)], LocalBreaker(), store)
+    router = ToolRouter(
+        [ToolSpec("refund", backend, idempotent=False, retries=5, backoff_s=0.01)], LocalBreaker(), store
+    )
     result = await router.call("refund", {}, "s2")
     assert not result.ok and backend.calls == 1 and result.error.startswith("error")
 
 
 async def test_deadline_cuts_a_hanging_tool(store):
-    router = ToolRouter([ToolSpec("slow", FlakyBackend(hang=True), idempotent=True, deadline_s=0.05, retries=1, backoff_s=0.01)], LocalBreaker(), store)
+    router = ToolRouter(
+        [ToolSpec("slow", FlakyBackend(hang=True), idempotent=True, deadline_s=0.05, retries=1, backoff_s=0.01)],
+        LocalBreaker(),
+        store,
+    )
     t0 = asyncio.get_running_loop().time()
     result = await router.call("slow", {}, "s3")
     assert result.error == "deadline_exceeded" and result.attempts == 2

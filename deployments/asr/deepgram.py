@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 from urllib.parse import urlsplit
 
 from common.dialects import Dialect
@@ -37,8 +37,16 @@ class Segment:
 class DeepgramStream:
     """One live connection. Times are seconds of audio sent on it since it opened."""
 
-    def __init__(self, api_key: str, url: str, dialect: Dialect, sample_rate: int = 16000, endpointing_ms: int = 500,
-                 model: str = "nova-3", on_interim: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        api_key: str,
+        url: str,
+        dialect: Dialect,
+        sample_rate: int = 16000,
+        endpointing_ms: int = 500,
+        model: str = "nova-3",
+        on_interim: Callable[[str], None] | None = None,
+    ):
         self._api_key, self._url, self._dialect = api_key, url.rstrip("/"), dialect
         self.sample_rate, self._endpointing_ms, self._model = sample_rate, endpointing_ms, model
         self._on_interim = on_interim
@@ -59,8 +67,15 @@ class DeepgramStream:
         env = DeepgramClientEnvironment(base=http, production=self._url, agent=self._url, agent_rest=http)
         client = AsyncDeepgramClient(api_key=self._api_key, environment=env)
         self._cm = client.listen.v1.connect(
-            model=self._model, language=self._dialect.language, encoding="linear16", sample_rate=str(self.sample_rate), channels="1",
-            interim_results="true", endpointing=str(self._endpointing_ms), punctuate="true", keyterm=list(self._dialect.keyterms),
+            model=self._model,
+            language=self._dialect.language,
+            encoding="linear16",
+            sample_rate=str(self.sample_rate),
+            channels="1",
+            interim_results="true",
+            endpointing=str(self._endpointing_ms),
+            punctuate="true",
+            keyterm=list(self._dialect.keyterms),
         )
         try:
             self._socket = await asyncio.wait_for(self._cm.__aenter__(), timeout_s)

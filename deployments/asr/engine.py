@@ -49,7 +49,9 @@ def pick_device(requested: str = "auto") -> tuple[str, str]:
 
 
 class WhisperEngine:
-    def __init__(self, model_path: Path | None = None, device: str = "auto", cpu_threads: int = 2, language: str = "en"):
+    def __init__(
+        self, model_path: Path | None = None, device: str = "auto", cpu_threads: int = 2, language: str = "en"
+    ):
         from faster_whisper import WhisperModel
 
         path = Path(model_path) if model_path else default_model_path()
@@ -57,11 +59,17 @@ class WhisperEngine:
             raise FileNotFoundError(f"Whisper model directory {path} does not exist (VOICE_WHISPER_MODEL_PATH)")
         self.device, self.compute_type = pick_device(device)
         t0 = time.perf_counter()
-        self._model = WhisperModel(str(path), device=self.device, compute_type=self.compute_type, cpu_threads=cpu_threads)
+        self._model = WhisperModel(
+            str(path), device=self.device, compute_type=self.compute_type, cpu_threads=cpu_threads
+        )
         self.language = language
         self._tokenizers: dict = {}
-        self.transcribe(np.zeros(SAMPLE_RATE, dtype=np.int16).tobytes())  # first decode allocates; do it before a caller waits
-        log.info("whisper loaded from %s on %s/%s in %.2fs", path, self.device, self.compute_type, time.perf_counter() - t0)
+        self.transcribe(
+            np.zeros(SAMPLE_RATE, dtype=np.int16).tobytes()
+        )  # first decode allocates; do it before a caller waits
+        log.info(
+            "whisper loaded from %s on %s/%s in %.2fs", path, self.device, self.compute_type, time.perf_counter() - t0
+        )
 
     def transcribe(self, pcm16: bytes, language: str | None = None) -> Transcript:
         """Transcribe one complete utterance of PCM s16le mono at 16 kHz."""
@@ -142,7 +150,9 @@ class WhisperEngine:
 
         if language not in self._tokenizers:
             multilingual = self._model.model.is_multilingual
-            self._tokenizers[language] = Tokenizer(self._model.hf_tokenizer, multilingual, task="transcribe", language=language if multilingual else None)
+            self._tokenizers[language] = Tokenizer(
+                self._model.hf_tokenizer, multilingual, task="transcribe", language=language if multilingual else None
+            )
         return self._tokenizers[language]
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from ray import serve
 from ray.serve.handle import DeploymentHandle
@@ -33,7 +33,9 @@ class Dialogue:
         settings = get_settings()
         self._embeddings = embeddings
         self._store = SupportStore(settings.support_db_path)
-        breakers = BreakerClient(breaker_actor(settings.breaker_failure_threshold, settings.breaker_recovery_s), ttl_s=1.0)
+        breakers = BreakerClient(
+            breaker_actor(settings.breaker_failure_threshold, settings.breaker_recovery_s), ttl_s=1.0
+        )
         self._router = ToolRouter(support_tools(self._store), breakers, self._store)
         self._kb = KnowledgeBase(settings.kb_store_path, self._embed_many)
         n = await self._kb.sync_folder(settings.kb_docs_path)
@@ -56,7 +58,13 @@ class Dialogue:
         return vectors
 
     async def respond(
-        self, transcript: str, memory: dict, session_id: str = "", caller_id: str = "", history: list[dict] | None = None, run_ahead: bool = False
+        self,
+        transcript: str,
+        memory: dict,
+        session_id: str = "",
+        caller_id: str = "",
+        history: list[dict] | None = None,
+        run_ahead: bool = False,
     ) -> AsyncIterator[dict]:
         """Stream `{"sentence": ...}` items as the engine makes them, then one summary.
 
@@ -107,7 +115,11 @@ async def build_engine(settings: Settings, router: ToolRouter, kb: KnowledgeBase
 
         from deployments.dialogue.openai_engine import OpenAIDialogueEngine
 
-        client = openai.AsyncOpenAI(base_url=settings.openai_base_url, api_key=settings.openai_api_key.get_secret_value(), timeout=settings.turn_timeout_ms / 1000)
+        client = openai.AsyncOpenAI(
+            base_url=settings.openai_base_url,
+            api_key=settings.openai_api_key.get_secret_value(),
+            timeout=settings.turn_timeout_ms / 1000,
+        )
         return OpenAIDialogueEngine(client, settings.openai_model, router, policy, wants_human=wants_human)
     classify = IntentClassifier(embed_many)
     await classify.warm_up()  # embed the intent examples before the first caller waits

@@ -43,7 +43,13 @@ INTENT_EXAMPLES: dict[str, list[str]] = {
     ],
     "help": ["what can you do", "what can you help me with", "I need some help"],
     "greeting": ["hello", "hi there", "good morning", "hello, are you there", "can you hear me okay"],
-    "thanks": ["thank you", "thanks a lot", "that's helpful thanks", "okay great, cheers", "perfect, thank you very much"],
+    "thanks": [
+        "thank you",
+        "thanks a lot",
+        "that's helpful thanks",
+        "okay great, cheers",
+        "perfect, thank you very much",
+    ],
     "goodbye": ["goodbye", "bye bye", "that's all, goodbye", "I'm done, thanks, bye"],
 }
 

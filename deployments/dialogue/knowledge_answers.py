@@ -14,8 +14,10 @@ from deployments.dialogue.text import split_sentences
 if TYPE_CHECKING:
     from deployments.dialogue.support import TurnResult
 
-NOT_SURE = ["I'm not sure I know the answer to that.",
-            "Could you put it another way, or shall I transfer you to a colleague?"]
+NOT_SURE = [
+    "I'm not sure I know the answer to that.",
+    "Could you put it another way, or shall I transfer you to a colleague?",
+]
 
 
 class KnowledgeAnswers:
@@ -37,8 +39,10 @@ class KnowledgeAnswers:
         slots = r.memory["slots"]
         if slots.get("awaiting") == "pin":
             slots["offer"] = "transfer"
-            r.say("Sorry, I need your four digit PIN to go on.",
-                  "Please say the four digits, or I can transfer you to a colleague.")
+            r.say(
+                "Sorry, I need your four digit PIN to go on.",
+                "Please say the four digits, or I can transfer you to a colleague.",
+            )
             return self._failed(r)
         if slots.get("awaiting") == "order_id":
             return self._failed(r.say("Sorry, I didn't catch an order number.", "Please say it one digit at a time."))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from common.pii import mask_pii
 from deployments.dialogue.support import HANDOFF, MEMORY_DEFAULTS, REFUSAL, TurnResult
@@ -32,14 +32,46 @@ SYSTEM_PROMPT = (
     "If the caller wants a person, call escalate_to_human."
 )
 TOOL_SCHEMAS = [
-    {"type": "function", "function": {"name": "verify_pin", "description": "Check the caller's four-digit PIN.",
-     "parameters": {"type": "object", "properties": {"pin": {"type": "string", "pattern": "^[0-9]{4}$"}}, "required": ["pin"]}}},
-    {"type": "function", "function": {"name": "order_status", "description": "Status of one of the verified caller's orders.",
-     "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]}}},
-    {"type": "function", "function": {"name": "create_return", "description": "Open a return, only after the caller confirmed.",
-     "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}, "reason": {"type": "string"}}, "required": ["order_id", "reason"]}}},
-    {"type": "function", "function": {"name": "escalate_to_human", "description": "Hand the call to a human colleague.",
-     "parameters": {"type": "object", "properties": {"reason": {"type": "string"}}, "required": []}}},
+    {
+        "type": "function",
+        "function": {
+            "name": "verify_pin",
+            "description": "Check the caller's four-digit PIN.",
+            "parameters": {
+                "type": "object",
+                "properties": {"pin": {"type": "string", "pattern": "^[0-9]{4}$"}},
+                "required": ["pin"],
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "order_status",
+            "description": "Status of one of the verified caller's orders.",
+            "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]},
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "create_return",
+            "description": "Open a return, only after the caller confirmed.",
+            "parameters": {
+                "type": "object",
+                "properties": {"order_id": {"type": "string"}, "reason": {"type": "string"}},
+                "required": ["order_id", "reason"],
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "escalate_to_human",
+            "description": "Hand the call to a human colleague.",
+            "parameters": {"type": "object", "properties": {"reason": {"type": "string"}}, "required": []},
+        },
+    },
 ]
 ACCOUNT_TOOLS = {"order_status", "create_return"}
 _REQUIRED = {t["function"]["name"]: t["function"]["parameters"].get("required", []) for t in TOOL_SCHEMAS}
@@ -49,7 +81,13 @@ MODEL_DOWN = "Sorry, I'm having trouble answering right now. Please try again in
 
 class OpenAIDialogueEngine:
     def __init__(
-        self, client, model: str, tools, policy: PolicyEngine, max_tool_steps: int = 3, max_auth_failures: int = 3,
+        self,
+        client,
+        model: str,
+        tools,
+        policy: PolicyEngine,
+        max_tool_steps: int = 3,
+        max_auth_failures: int = 3,
         wants_human=None,
     ):
         self._client = client  # openai.AsyncOpenAI, base_url pointing at any compatible server
@@ -60,7 +98,9 @@ class OpenAIDialogueEngine:
         self._max_steps = max_tool_steps
         self._max_auth_failures = max_auth_failures
 
-    async def stream(self, text: str, memory: dict, session_id: str = "", caller_id: str = "", history: list[dict] | None = None) -> AsyncIterator:
+    async def stream(
+        self, text: str, memory: dict, session_id: str = "", caller_id: str = "", history: list[dict] | None = None
+    ) -> AsyncIterator:
         """Yield reply sentences as the model produces them, then the TurnResult."""
         m = copy.deepcopy({**MEMORY_DEFAULTS, **(memory or {})})
         r = TurnResult([], "llm", m)
@@ -132,7 +172,9 @@ class OpenAIDialogueEngine:
                 for sentence in done:
                     yield sentence
             for tc in delta.tool_calls or []:
-                slot = calls.setdefault(tc.index, {"id": None, "type": "function", "function": {"name": "", "arguments": ""}})
+                slot = calls.setdefault(
+                    tc.index, {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
+                )
                 slot["id"] = tc.id or slot["id"]
                 if tc.function and tc.function.name:
                     slot["function"]["name"] += tc.function.name
@@ -171,7 +213,12 @@ class OpenAIDialogueEngine:
                 r.escalate, r.end_call, r.intent = "auth_locked", True, "escalation"
                 return {"verified": False, "error": "locked: too many wrong PINs, the call goes to a human"}
             if result.ok:
-                m.update(authenticated=True, customer_id=result.output["customer_id"], customer_name=result.output["name"], auth_failures=0)
+                m.update(
+                    authenticated=True,
+                    customer_id=result.output["customer_id"],
+                    customer_name=result.output["name"],
+                    auth_failures=0,
+                )
                 return {"verified": True, "name": result.output["name"]}
             if result.error == "wrong_pin":
                 m["auth_failures"] += 1

@@ -13,20 +13,50 @@ from deployments.policy.slots import extract_order_number
 
 # (words that mark the kind, how the agent says it), first match wins
 _REASONS = [
-    ({"fit", "fits", "size", "sizes", "big", "small", "tight", "loose", "large", "narrow", "wide", "short"},
-     "because it doesn't fit"),
-    ({"broke", "broken", "damaged", "defective", "faulty", "cracked", "torn", "ripped", "scratched", "dented",
-      "leaking", "leaks", "stopped", "apart", "off", "working", "work", "works"}, "because it's damaged or faulty"),
+    (
+        {"fit", "fits", "size", "sizes", "big", "small", "tight", "loose", "large", "narrow", "wide", "short"},
+        "because it doesn't fit",
+    ),
+    (
+        {
+            "broke",
+            "broken",
+            "damaged",
+            "defective",
+            "faulty",
+            "cracked",
+            "torn",
+            "ripped",
+            "scratched",
+            "dented",
+            "leaking",
+            "leaks",
+            "stopped",
+            "apart",
+            "off",
+            "working",
+            "work",
+            "works",
+        },
+        "because it's damaged or faulty",
+    ),
     ({"colour", "color", "colours", "colors", "shade"}, "because of the colour"),
     ({"wrong", "different", "ordered", "mistake"}, "because it isn't what you ordered"),
-    ({"uncomfortable", "rub", "rubs", "hurt", "hurts", "pinch", "pinches", "itchy", "itches"},
-     "because it's uncomfortable"),
+    (
+        {"uncomfortable", "rub", "rubs", "hurt", "hurts", "pinch", "pinches", "itchy", "itches"},
+        "because it's uncomfortable",
+    ),
     ({"late", "delayed", "slow"}, "because it arrived late"),
     ({"mind", "need", "want", "like", "longer", "anymore", "gift", "present"}, "because you no longer want it"),
     ({"quality", "cheap", "described", "expected", "photo", "picture", "looks"}, "because it isn't as described"),
 ]
-_CANCEL = [("never", "mind"), ("forget", "it"), ("forget", "about", "it"), ("cancel",),
-           ("do", "not", "want", "to", "return")]
+_CANCEL = [
+    ("never", "mind"),
+    ("forget", "it"),
+    ("forget", "about", "it"),
+    ("cancel",),
+    ("do", "not", "want", "to", "return"),
+]
 DECLINED = "Okay, I won't start the return. Is there anything else?"
 
 
@@ -45,8 +75,25 @@ def reason_phrase(text: str) -> str:
 
 
 _STATED = {"because", "cause", "cos", "since"}
-_CLEAR_REASONS = {"fit", "fits", "size", "big", "small", "tight", "loose", "broken", "broke", "damaged", "defective",
-                  "faulty", "cracked", "torn", "wrong", "colour", "color"}
+_CLEAR_REASONS = {
+    "fit",
+    "fits",
+    "size",
+    "big",
+    "small",
+    "tight",
+    "loose",
+    "broken",
+    "broke",
+    "damaged",
+    "defective",
+    "faulty",
+    "cracked",
+    "torn",
+    "wrong",
+    "colour",
+    "color",
+}
 
 
 def note_reason(slots: dict, text: str) -> None:
@@ -58,7 +105,7 @@ def note_reason(slots: dict, text: str) -> None:
 
 def _cancels(text: str) -> bool:
     ws = words(text)[:40]  # "never mind" comes first in an answer, not deep in a speech
-    return any(tuple(ws[i: i + len(p)]) == p for i in range(len(ws)) for p in _CANCEL)
+    return any(tuple(ws[i : i + len(p)]) == p for i in range(len(ws)) for p in _CANCEL)
 
 
 def resume_prompt(slots: dict) -> str | None:

@@ -8,8 +8,8 @@ goes back updated: the engine is stateless, the session actor owns the state.
 from __future__ import annotations
 
 import copy
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
 
 from deployments.dialogue.knowledge_answers import KnowledgeAnswers
 from deployments.dialogue.returns import ReturnsFlow, note_reason, resume_prompt, spell
@@ -34,11 +34,17 @@ HANDOFF = {
     ),
     "low_confidence": "I'm not sure about that one, so I'm connecting you with a colleague. Please hold.",
 }
-REFUSAL = "Sorry, I can't help with that. I can check an order, start a return, or answer questions about shipping, returns, warranty and our hours."
+REFUSAL = (
+    "Sorry, I can't help with that. I can check an order, start a return, "
+    "or answer questions about shipping, returns, warranty and our hours."
+)
 CANNED = {
     "greeting": "Hello again. What can I do for you?",
     "thanks": "You're welcome. Is there anything else?",
-    "help": "I can check an order, start a return, or answer questions about shipping, returns, warranty and opening hours. What would you like to do?",
+    "help": (
+        "I can check an order, start a return, or answer questions about shipping, returns, "
+        "warranty and opening hours. What would you like to do?"
+    ),
     "goodbye": "Thanks for calling. Goodbye.",
     "line_check": "Yes, I can hear you. How can I help?",
     "wait": "Of course, take your time. I'm here when you're ready.",
@@ -68,15 +74,21 @@ class TurnResult:
     sensitive: bool = False  # the caller said a secret (a PIN): keep the transcript out of the store
     kb_confidence: float | None = None
 
-    def say(self, *sentences: str) -> "TurnResult":
+    def say(self, *sentences: str) -> TurnResult:
         self.sentences.extend(sentences)
         return self
 
 
 class SupportAgent(ReturnsFlow, KnowledgeAnswers):
     def __init__(
-        self, classify: Classify, tools, kb, policy: PolicyEngine, confidence_threshold: float = 0.6,
-        max_auth_failures: int = 3, wants_human: WantsHuman | None = None,
+        self,
+        classify: Classify,
+        tools,
+        kb,
+        policy: PolicyEngine,
+        confidence_threshold: float = 0.6,
+        max_auth_failures: int = 3,
+        wants_human: WantsHuman | None = None,
     ):
         self._classify = classify
         self._wants_human = wants_human  # the embedding classifier for requests of a person, beside the patterns
@@ -86,7 +98,9 @@ class SupportAgent(ReturnsFlow, KnowledgeAnswers):
         self._threshold = confidence_threshold
         self._max_auth_failures = max_auth_failures
 
-    async def stream(self, text: str, memory: dict, session_id: str = "", caller_id: str = "", history: list[dict] | None = None):
+    async def stream(
+        self, text: str, memory: dict, session_id: str = "", caller_id: str = "", history: list[dict] | None = None
+    ):
         """The engines' common interface: reply sentences, then the TurnResult."""
         result = await self.respond(text, memory, session_id, caller_id)
         for sentence in result.sentences:
@@ -114,8 +128,12 @@ class SupportAgent(ReturnsFlow, KnowledgeAnswers):
                 slots["offer"] = offer
             return self._succeeded(TurnResult([CANNED["wait"]], intent, m, score=score))
         volunteered = awaiting is None and intent not in NEEDS_AUTH and volunteered_pin(text)
-        if not m["authenticated"] and (announces_pin(text) or volunteered) and (pin := extract_pin(text)) \
-                and not self._policy.is_injection(text):
+        if (
+            not m["authenticated"]
+            and (announces_pin(text) or volunteered)
+            and (pin := extract_pin(text))
+            and not self._policy.is_injection(text)
+        ):
             # "My PIN is 1234, where's order 10042?": the PIN said up front, before it was asked for;
             # or four digits alone where no PIN was asked for ("Okay, four three two one"): a PIN too
             slots.update(pending_intent=intent if intent in NEEDS_AUTH else slots.get("pending_intent"))
@@ -169,7 +187,9 @@ class SupportAgent(ReturnsFlow, KnowledgeAnswers):
         if order_id := extract_order_number(text):
             slots["order_id"] = order_id
         topic = "your return" if intent == "returns" else "your order"
-        return r.say(f"I can help with {topic}. First I need to verify it's you.", "Please tell me your four digit PIN.")
+        return r.say(
+            f"I can help with {topic}. First I need to verify it's you.", "Please tell me your four digit PIN."
+        )
 
     async def _verify_pin(self, pin: str, r: TurnResult, session_id: str, caller_id: str) -> TurnResult:
         m, slots = r.memory, r.memory["slots"]
@@ -191,8 +211,16 @@ class SupportAgent(ReturnsFlow, KnowledgeAnswers):
                 return self._escalate("auth_locked", r)
             left = self._max_auth_failures - m["auth_failures"]
             left = min(left, result.output.get("attempts_left") or left)
-            return r.say("That PIN didn't match.", f"Please try again. You have {left} {'attempt' if left == 1 else 'attempts'} left.")
-        m.update(authenticated=True, customer_id=result.output["customer_id"], customer_name=result.output["name"], auth_failures=0)
+            return r.say(
+                "That PIN didn't match.",
+                f"Please try again. You have {left} {'attempt' if left == 1 else 'attempts'} left.",
+            )
+        m.update(
+            authenticated=True,
+            customer_id=result.output["customer_id"],
+            customer_name=result.output["name"],
+            auth_failures=0,
+        )
         slots.pop("awaiting", None)
         pending = slots.pop("pending_intent", None)
         r.say(f"Thanks, {m['customer_name']}, you're verified.")
@@ -213,16 +241,24 @@ class SupportAgent(ReturnsFlow, KnowledgeAnswers):
         if found is None:
             return r
         r.intent = "order_status"
-        return self._succeeded(r.say(f"Your order {spell(order_id)}, the {found['item']}, is {found['status']}.", _eta(found)))
+        return self._succeeded(
+            r.say(f"Your order {spell(order_id)}, the {found['item']}, is {found['status']}.", _eta(found))
+        )
 
     async def _lookup(self, order_id: str, r: TurnResult, session_id: str) -> dict | None:
-        result = await self._tools.call("order_status", {"customer_id": r.memory["customer_id"], "order_id": order_id}, session_id)
+        result = await self._tools.call(
+            "order_status", {"customer_id": r.memory["customer_id"], "order_id": order_id}, session_id
+        )
         r.tool_results.append(result)
         if result.ok:
             return result.output
         if result.error == "not_found":
-            r.memory["slots"].update(awaiting="order_id", pending_intent=r.memory["slots"].get("pending_intent", "order_status"))
-            self._failed(r.say(f"I couldn't find order {spell(order_id)} on your account.", "Could you check the number?"))
+            r.memory["slots"].update(
+                awaiting="order_id", pending_intent=r.memory["slots"].get("pending_intent", "order_status")
+            )
+            self._failed(
+                r.say(f"I couldn't find order {spell(order_id)} on your account.", "Could you check the number?")
+            )
         else:
             self._failed(r.say(self._tools.spec("order_status").fallback))
         return None

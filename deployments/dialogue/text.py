@@ -13,7 +13,12 @@ def split_sentences(text: str) -> list[str]:
 
 
 _CONTRACTIONS = {
-    "n't": " not", "'re": " are", "'ll": " will", "'ve": " have", "'m": " am", "'d": " would",
+    "n't": " not",
+    "'re": " are",
+    "'ll": " will",
+    "'ve": " have",
+    "'m": " am",
+    "'d": " would",
 }
 _IS = re.compile(r"\b(where|what|who|how|it|that|there|here|he|she|let)'s\b")
 

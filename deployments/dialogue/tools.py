@@ -36,7 +36,21 @@ def support_tools(store: SupportStore) -> list[ToolSpec]:
         return created
 
     return [
-        ToolSpec("verify_pin", verify_pin, idempotent=True, deadline_s=2.0, fallback="I can't check your PIN right now."),
-        ToolSpec("order_status", order_status, idempotent=True, deadline_s=2.0, fallback="I can't reach our order system right now. Please try again in a few minutes."),
-        ToolSpec("create_return", create_return, idempotent=False, deadline_s=3.0, fallback="I couldn't start the return just now."),
+        ToolSpec(
+            "verify_pin", verify_pin, idempotent=True, deadline_s=2.0, fallback="I can't check your PIN right now."
+        ),
+        ToolSpec(
+            "order_status",
+            order_status,
+            idempotent=True,
+            deadline_s=2.0,
+            fallback="I can't reach our order system right now. Please try again in a few minutes.",
+        ),
+        ToolSpec(
+            "create_return",
+            create_return,
+            idempotent=False,
+            deadline_s=3.0,
+            fallback="I couldn't start the return just now.",
+        ),
     ]

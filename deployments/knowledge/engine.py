@@ -59,7 +59,7 @@ def chunk_markdown(markdown: str, source: str) -> list[Chunk]:
     chunks, title, lines = [], "", []
 
     def flush():
-        body = " ".join(l.strip() for l in lines if l.strip())
+        body = " ".join(line.strip() for line in lines if line.strip())
         body = re.sub(r"[*_`>#]|\[([^\]]*)\]\([^)]*\)", lambda m: m.group(1) or "", body)
         body = re.sub(r"^\s*[-+] ", "", body)
         if body:
@@ -84,7 +84,9 @@ class KnowledgeBase:
         import chromadb
 
         self._client = chromadb.PersistentClient(path=str(path), settings=chromadb.Settings(anonymized_telemetry=False))
-        self._collection = self._client.get_or_create_collection(COLLECTION, embedding_function=None, metadata={"hnsw:space": "cosine"})
+        self._collection = self._client.get_or_create_collection(
+            COLLECTION, embedding_function=None, metadata={"hnsw:space": "cosine"}
+        )
         self._embed_many = embed_many
         self._lexical_index: tuple[str | None, LexicalIndex] | None = None
 

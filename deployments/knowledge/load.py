@@ -1,6 +1,6 @@
 """Index a folder of Markdown documents into the knowledge base.
 
-    python -m deployments.knowledge.load [FOLDER] [--store PATH]
+python -m deployments.knowledge.load [FOLDER] [--store PATH]
 """
 
 from __future__ import annotations

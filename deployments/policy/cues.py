@@ -12,31 +12,102 @@ from deployments.policy.language import SCAN_CHARS, content, is_question, words
 
 # --- order status and returns --------------------------------------------------------------
 _POSSESSIVE = {"my", "our", "me"}  # "me parcel" is how some say "my parcel"
-_SHIPMENT = {"order", "orders", "parcel", "parcels", "package", "packages", "delivery", "deliveries", "shipment",
-             "courier", "post", "postman", "consignment"}
-_ARRIVAL = {"arrived", "arrive", "arriving", "arrives", "dispatched", "shipped", "delivered", "tracking", "track",
-            "lost", "missing", "late", "overdue", "delayed", "received", "came", "posted", "expected"}
-_ARRIVAL_PHRASES = [("turned", "up"), ("turn", "up"), ("showed", "up"), ("shown", "up"), ("show", "up"),
-                    ("on", "its", "way"), ("on", "their", "way"), ("got", "to"), ("never", "came"),
-                    ("never", "arrived"), ("not", "arrived"), ("not", "come"), ("not", "received")]
+_SHIPMENT = {
+    "order",
+    "orders",
+    "parcel",
+    "parcels",
+    "package",
+    "packages",
+    "delivery",
+    "deliveries",
+    "shipment",
+    "courier",
+    "post",
+    "postman",
+    "consignment",
+}
+_ARRIVAL = {
+    "arrived",
+    "arrive",
+    "arriving",
+    "arrives",
+    "dispatched",
+    "shipped",
+    "delivered",
+    "tracking",
+    "track",
+    "lost",
+    "missing",
+    "late",
+    "overdue",
+    "delayed",
+    "received",
+    "came",
+    "posted",
+    "expected",
+}
+_ARRIVAL_PHRASES = [
+    ("turned", "up"),
+    ("turn", "up"),
+    ("showed", "up"),
+    ("shown", "up"),
+    ("show", "up"),
+    ("on", "its", "way"),
+    ("on", "their", "way"),
+    ("got", "to"),
+    ("never", "came"),
+    ("never", "arrived"),
+    ("not", "arrived"),
+    ("not", "come"),
+    ("not", "received"),
+]
 _NOT_YET = {"not", "never", "still", "yet"}
 _WHERE_VERBS = {"is", "are", "has", "have", "did", "was", "were"}
 _RETURN_WORDS = {"return", "returning", "returned", "refund", "refunded", "exchange", "exchanging", "swap"}
-_BACK_VERBS = {"send", "sending", "sent", "take", "taking", "bring", "bringing", "post", "posting", "posted", "give",
-               "giving", "get", "money"}
+_BACK_VERBS = {
+    "send",
+    "sending",
+    "sent",
+    "take",
+    "taking",
+    "bring",
+    "bringing",
+    "post",
+    "posting",
+    "posted",
+    "give",
+    "giving",
+    "get",
+    "money",
+}
 _NOT_REQUESTS = {"policy", "policies", "rules"}  # "tell me about your returns policy"
 # A question about our rules, not a request: "how long do I have to return", "can I return it if..."
 _POLICY_HEADS = {"how", "what", "when", "which", "why", "do", "does", "is", "are", "will", "would"}
-_POLICY_WORDS = {"if", "policy", "policies", "allowed", "possible", "usually", "normally", "long", "much", "cost",
-                 "costs", "free", "within", "days"}
+_POLICY_WORDS = {
+    "if",
+    "policy",
+    "policies",
+    "allowed",
+    "possible",
+    "usually",
+    "normally",
+    "long",
+    "much",
+    "cost",
+    "costs",
+    "free",
+    "within",
+    "days",
+}
 
 
 def _phrase_at(ws: list[str], i: int, phrases: list[tuple[str, ...]]) -> bool:
-    return any(tuple(ws[i: i + len(p)]) == p for p in phrases)
+    return any(tuple(ws[i : i + len(p)]) == p for p in phrases)
 
 
 def _sends_back(ws: list[str]) -> bool:
-    return any(w in _BACK_VERBS and "back" in ws[i + 1: i + 5] for i, w in enumerate(ws))
+    return any(w in _BACK_VERBS and "back" in ws[i + 1 : i + 5] for i, w in enumerate(ws))
 
 
 def policy_question(text: str) -> bool:
@@ -55,7 +126,7 @@ def policy_question(text: str) -> bool:
 
 
 def lexical_intent(text: str) -> str | None:
-    """"returns" or "order_status" when the words clearly ask for one, else None."""
+    """ "returns" or "order_status" when the words clearly ask for one, else None."""
     ws = words(text[:SCAN_CHARS])
     if not ws or _NOT_REQUESTS & set(ws) or policy_question(text):
         return None
@@ -64,12 +135,12 @@ def lexical_intent(text: str) -> str | None:
     mine = any(w in _POSSESSIVE for w in ws)
     shipment = any(w in _SHIPMENT and nxt != "office" for w, nxt in zip(ws, ws[1:] + [""]))
     for i, w in enumerate(ws):
-        if w == "where" and ws[i + 1: i + 2] and (ws[i + 1] in _WHERE_VERBS or ws[i + 1] in _POSSESSIVE):
-            if _POSSESSIVE & set(ws[i + 1: i + 4]) or shipment:  # "where are my boots", "where's the parcel"
+        if w == "where" and ws[i + 1 : i + 2] and (ws[i + 1] in _WHERE_VERBS or ws[i + 1] in _POSSESSIVE):
+            if _POSSESSIVE & set(ws[i + 1 : i + 4]) or shipment:  # "where are my boots", "where's the parcel"
                 return "order_status"
         if (mine or shipment) and (_phrase_at(ws, i, _ARRIVAL_PHRASES) or w in _ARRIVAL):
             return "order_status"
-        if _phrase_at(ws, i, _ARRIVAL_PHRASES) and _NOT_YET & set(ws[max(0, i - 3): i + 4]):
+        if _phrase_at(ws, i, _ARRIVAL_PHRASES) and _NOT_YET & set(ws[max(0, i - 3) : i + 4]):
             return "order_status"  # "the lamp I bought still hasn't turned up": a non-arrival
     if mine and shipment:  # "my parcel", "our delivery": about the caller's own shipment
         return "order_status"
@@ -77,25 +148,149 @@ def lexical_intent(text: str) -> str | None:
 
 
 # --- small talk the examples miss -----------------------------------------------------------
-_FAREWELLS = {"bye", "goodbye", "cheerio", "laters", "tara", "tata", "farewell", "byebye", "ciao", "adios", "toodles",
-              "toodle", "goodnight", "night"}
-_FAREWELL_PHRASES = [("ta", "ra"), ("ta", "ta"), ("see", "you"), ("see", "ya"), ("take", "care"), ("catch", "you"),
-                     ("speak", "soon"), ("talk", "soon"), ("that", "is", "all"), ("that", "is", "everything"),
-                     ("that", "will", "be", "all"), ("nothing", "else"), ("all", "done"), ("i", "am", "done"),
-                     ("have", "a", "good", "day"), ("have", "a", "nice", "day")]
-_SMALL = {"cheers", "thanks", "thank", "you", "ta", "lovely", "great", "ok", "okay", "right", "then", "now", "for",
-          "all", "your", "help", "that", "is", "it", "much", "very", "bye", "so", "well", "alright", "brilliant",
-          "perfect", "mate", "love", "and", "oh", "anyway", "good", "fab", "nice", "one"}
-_WAIT_PHRASES = [("hold", "on"), ("hang", "on"), ("one", "moment"), ("one", "sec"), ("one", "second"),
-                 ("a", "moment"), ("a", "sec"), ("a", "second"), ("a", "minute"), ("a", "mo"), ("bear", "with", "me"),
-                 ("one", "minute"), ("just", "a"), ("give", "me", "a")]
-_WAIT_CUT = {"what", "where", "how", "when", "why", "order", "return", "refund", "pin", "parcel", "package",
-             "agent", "person", "human", "manager", "transfer", "cancel", "no", "not", "yes", "stop"}
-_CONNECTIVITY = [("hear", "me"), ("still", "there"), ("anybody", "there"), ("anyone", "there"),
-                 ("somebody", "there"), ("someone", "there"), ("you", "there"), ("line", "dead"),
-                 ("on", "the", "line"), ("cut", "out"), ("breaking", "up"), ("hear", "you")]
-_CONNECTIVITY_CUT = {"order", "return", "refund", "parcel", "package", "pin", "manager", "supervisor", "agent",
-                     "human", "person", "transfer", "representative", "operator", "speak", "talk"}
+_FAREWELLS = {
+    "bye",
+    "goodbye",
+    "cheerio",
+    "laters",
+    "tara",
+    "tata",
+    "farewell",
+    "byebye",
+    "ciao",
+    "adios",
+    "toodles",
+    "toodle",
+    "goodnight",
+    "night",
+}
+_FAREWELL_PHRASES = [
+    ("ta", "ra"),
+    ("ta", "ta"),
+    ("see", "you"),
+    ("see", "ya"),
+    ("take", "care"),
+    ("catch", "you"),
+    ("speak", "soon"),
+    ("talk", "soon"),
+    ("that", "is", "all"),
+    ("that", "is", "everything"),
+    ("that", "will", "be", "all"),
+    ("nothing", "else"),
+    ("all", "done"),
+    ("i", "am", "done"),
+    ("have", "a", "good", "day"),
+    ("have", "a", "nice", "day"),
+]
+_SMALL = {
+    "cheers",
+    "thanks",
+    "thank",
+    "you",
+    "ta",
+    "lovely",
+    "great",
+    "ok",
+    "okay",
+    "right",
+    "then",
+    "now",
+    "for",
+    "all",
+    "your",
+    "help",
+    "that",
+    "is",
+    "it",
+    "much",
+    "very",
+    "bye",
+    "so",
+    "well",
+    "alright",
+    "brilliant",
+    "perfect",
+    "mate",
+    "love",
+    "and",
+    "oh",
+    "anyway",
+    "good",
+    "fab",
+    "nice",
+    "one",
+}
+_WAIT_PHRASES = [
+    ("hold", "on"),
+    ("hang", "on"),
+    ("one", "moment"),
+    ("one", "sec"),
+    ("one", "second"),
+    ("a", "moment"),
+    ("a", "sec"),
+    ("a", "second"),
+    ("a", "minute"),
+    ("a", "mo"),
+    ("bear", "with", "me"),
+    ("one", "minute"),
+    ("just", "a"),
+    ("give", "me", "a"),
+]
+_WAIT_CUT = {
+    "what",
+    "where",
+    "how",
+    "when",
+    "why",
+    "order",
+    "return",
+    "refund",
+    "pin",
+    "parcel",
+    "package",
+    "agent",
+    "person",
+    "human",
+    "manager",
+    "transfer",
+    "cancel",
+    "no",
+    "not",
+    "yes",
+    "stop",
+}
+_CONNECTIVITY = [
+    ("hear", "me"),
+    ("still", "there"),
+    ("anybody", "there"),
+    ("anyone", "there"),
+    ("somebody", "there"),
+    ("someone", "there"),
+    ("you", "there"),
+    ("line", "dead"),
+    ("on", "the", "line"),
+    ("cut", "out"),
+    ("breaking", "up"),
+    ("hear", "you"),
+]
+_CONNECTIVITY_CUT = {
+    "order",
+    "return",
+    "refund",
+    "parcel",
+    "package",
+    "pin",
+    "manager",
+    "supervisor",
+    "agent",
+    "human",
+    "person",
+    "transfer",
+    "representative",
+    "operator",
+    "speak",
+    "talk",
+}
 
 
 def farewell(text: str) -> bool:
@@ -112,7 +307,7 @@ def farewell(text: str) -> bool:
 
 
 def asks_to_wait(text: str) -> bool:
-    """"Hold on a sec, the dog's barking": the caller asks for a moment, not for anything else."""
+    """ "Hold on a sec, the dog's barking": the caller asks for a moment, not for anything else."""
     if len(text) > 160:
         return False
     ws = words(text)
@@ -122,7 +317,7 @@ def asks_to_wait(text: str) -> bool:
 
 
 def connectivity_check(text: str) -> bool:
-    """"Are you still there?", "can you hear me?": a line check, never a request for a person."""
+    """ "Are you still there?", "can you hear me?": a line check, never a request for a person."""
     if len(text) > 160:
         return False
     ws = words(text)
@@ -131,11 +326,69 @@ def connectivity_check(text: str) -> bool:
 
 
 # --- answers to the agent's offer of a transfer ---------------------------------------------
-_ACCEPT_WORDS = {"yes", "yeah", "yep", "yup", "yea", "ya", "sure", "ok", "okay", "alright", "right", "fine", "please",
-                 "go", "ahead", "do", "it", "that", "transfer", "me", "put", "through", "connect", "colleague", "a",
-                 "to", "them", "thanks", "thank", "you", "would", "be", "great", "good", "sounds", "of", "course",
-                 "why", "not", "absolutely", "definitely", "certainly", "mhm", "uh", "huh", "um", "er", "erm", "oh",
-                 "well", "then", "for", "all", "perfect", "cool", "lovely", "ta", "cheers", "i", "think", "so"}
+_ACCEPT_WORDS = {
+    "yes",
+    "yeah",
+    "yep",
+    "yup",
+    "yea",
+    "ya",
+    "sure",
+    "ok",
+    "okay",
+    "alright",
+    "right",
+    "fine",
+    "please",
+    "go",
+    "ahead",
+    "do",
+    "it",
+    "that",
+    "transfer",
+    "me",
+    "put",
+    "through",
+    "connect",
+    "colleague",
+    "a",
+    "to",
+    "them",
+    "thanks",
+    "thank",
+    "you",
+    "would",
+    "be",
+    "great",
+    "good",
+    "sounds",
+    "of",
+    "course",
+    "why",
+    "not",
+    "absolutely",
+    "definitely",
+    "certainly",
+    "mhm",
+    "uh",
+    "huh",
+    "um",
+    "er",
+    "erm",
+    "oh",
+    "well",
+    "then",
+    "for",
+    "all",
+    "perfect",
+    "cool",
+    "lovely",
+    "ta",
+    "cheers",
+    "i",
+    "think",
+    "so",
+}
 
 
 def accepts_offer(text: str) -> bool:
@@ -147,13 +400,82 @@ def accepts_offer(text: str) -> bool:
     return bool(ws) and all(w in _ACCEPT_WORDS for w in ws)
 
 
-_PIN_COMPANIONS = {"yes", "yeah", "yep", "ok", "okay", "right", "sure", "so", "it", "is", "its", "that", "um", "uh",
-                   "er", "erm", "oh", "well", "alright", "here", "go", "you", "are", "the", "code", "number", "digits",
-                   "please", "mine", "and", "then", "was"}
-_DIGIT_WORDS = {"zero", "oh", "o", "nought", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
-                "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
-                "nineteen", "twenty", "thirty", "forty", "fourty", "fifty", "sixty", "seventy", "eighty", "ninety",
-                "double", "triple", "to", "too", "for", "ate", "hundred", "thousand"}
+_PIN_COMPANIONS = {
+    "yes",
+    "yeah",
+    "yep",
+    "ok",
+    "okay",
+    "right",
+    "sure",
+    "so",
+    "it",
+    "is",
+    "its",
+    "that",
+    "um",
+    "uh",
+    "er",
+    "erm",
+    "oh",
+    "well",
+    "alright",
+    "here",
+    "go",
+    "you",
+    "are",
+    "the",
+    "code",
+    "number",
+    "digits",
+    "please",
+    "mine",
+    "and",
+    "then",
+    "was",
+}
+_DIGIT_WORDS = {
+    "zero",
+    "oh",
+    "o",
+    "nought",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+    "twenty",
+    "thirty",
+    "forty",
+    "fourty",
+    "fifty",
+    "sixty",
+    "seventy",
+    "eighty",
+    "ninety",
+    "double",
+    "triple",
+    "to",
+    "too",
+    "for",
+    "ate",
+    "hundred",
+    "thousand",
+}
 
 
 def volunteered_pin(text: str) -> bool:

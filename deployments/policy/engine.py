@@ -23,8 +23,10 @@ from dataclasses import dataclass
 from deployments.policy.language import FILLERS, negated_request, normalize
 from models.state import PolicyDecision
 
-_HUMAN = (r"(person|human|human being|agent|representative|rep|operator|someone|somebody|manager|supervisor|boss"
-          r"|colleague|staff|staff member|team member)")
+_HUMAN = (
+    r"(person|human|human being|agent|representative|rep|operator|someone|somebody|manager|supervisor|boss"
+    r"|colleague|staff|staff member|team member)"
+)
 _DET = r"(?:(?:a|an|the|some|your|one of your|any|to a|to your|to the|through to a|through to your) )?"
 _REAL = r"(?:(?:real|live|actual|proper|another) )?"
 _WANTED = r"(person|human|human being|representative|operator|manager|supervisor|live agent|real agent)"
@@ -41,13 +43,50 @@ ESCALATION_PATTERNS = [
     r"\bescalate\b",
 ]
 # An utterance made of nothing but these words asks for a person: "Operator." "Agent!"
-_BARE_HUMAN = {"human", "person", "operator", "representative", "rep", "agent", "manager", "supervisor", "someone",
-               "somebody"}
-_BARE_EXTRA = {"real", "live", "actual", "a", "an", "the", "your", "now", "please", "can", "i", "have", "get", "me",
-               "customer", "service", "being", "talk", "speak", "to", "with", "just", "want", "need", "give"}
+_BARE_HUMAN = {
+    "human",
+    "person",
+    "operator",
+    "representative",
+    "rep",
+    "agent",
+    "manager",
+    "supervisor",
+    "someone",
+    "somebody",
+}
+_BARE_EXTRA = {
+    "real",
+    "live",
+    "actual",
+    "a",
+    "an",
+    "the",
+    "your",
+    "now",
+    "please",
+    "can",
+    "i",
+    "have",
+    "get",
+    "me",
+    "customer",
+    "service",
+    "being",
+    "talk",
+    "speak",
+    "to",
+    "with",
+    "just",
+    "want",
+    "need",
+    "give",
+}
 
-_RULES = (r"(instructions|rules|guidelines|programming|directives|restrictions|guardrails|training|constraints|filters"
-          r"|prompt|prompts)")
+_RULES = (
+    r"(instructions|rules|guidelines|programming|directives|restrictions|guardrails|training|constraints|filters"
+    r"|prompt|prompts)"
+)
 INJECTION_PATTERNS = [
     r"\b(system|developer|hidden|secret|initial|original|internal) (prompt|message|instructions|rules|guidelines"
     r"|programming)\b",
@@ -73,9 +112,11 @@ INJECTION_PATTERNS = [
     r"\bprompt injection\b",
     r"\b(repeat|print|show|output|display|copy) (me )?(the |all the |all |everything |all of the )?(text |words |lines "
     r"|messages )?(above|before this)\b",
-    r"\b(what|which) (exactly |precisely )?(are|were|is|was) (exactly )?your (instructions|guidelines|initial instructions|system prompt|prompt"
+    r"\b(what|which) (exactly |precisely )?(are|were|is|was) (exactly )?your "
+    r"(instructions|guidelines|initial instructions|system prompt|prompt"
     r"|programming|directives)\b",
-    r"\b(disable|turn off|switch off|remove|deactivate|bypass|lift) (your |the |all |any |all of your )?(safety |content )?"
+    r"\b(disable|turn off|switch off|remove|deactivate|bypass|lift) "
+    r"(your |the |all |any |all of your )?(safety |content )?"
     r"(filters|filter|restrictions|guardrails|safeguards|safety|censorship)\b",
     r"\b(maintenance|admin|debug|developer|god|sudo|unrestricted|test) mode\b",
     r"\bi am your (developer|creator|admin|administrator|programmer|maker|owner)\b",
@@ -106,7 +147,7 @@ def _first_words(pattern: str) -> set[str]:
     if not body.startswith("("):
         return {re.match(r"[a-z]+", body).group(0)}
     depth = 0
-    for end, ch in enumerate(body):
+    for end, ch in enumerate(body):  # noqa: B007 (`end` is read after the loop)
         depth += {"(": 1, ")": -1}.get(ch, 0)
         if depth == 0:
             break

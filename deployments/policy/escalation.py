@@ -11,7 +11,7 @@ that names no person at all (a line check: "are you still there?") is never a re
 from __future__ import annotations
 
 import math
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from deployments.policy.cues import connectivity_check
 from deployments.policy.language import SCAN_CHARS, negated_request, words
@@ -77,10 +77,48 @@ NEAR_MISSES = [
 # Whom a request for a person names: without one of these words a sentence near the examples
 # ("can you hear me alright?") is not a request, however close its embedding.
 HUMAN_REFERENTS = {
-    "person", "people", "human", "humans", "someone", "somebody", "anyone", "anybody", "agent", "agents", "operator",
-    "representative", "rep", "manager", "supervisor", "colleague", "colleagues", "staff", "real", "live", "actual",
-    "boss", "team", "member", "advisor", "adviser", "employee", "robot", "machine", "bot", "computer", "automated",
-    "charge", "transfer", "transferred", "escalate", "man", "woman", "lady", "guy", "being", "senior",
+    "person",
+    "people",
+    "human",
+    "humans",
+    "someone",
+    "somebody",
+    "anyone",
+    "anybody",
+    "agent",
+    "agents",
+    "operator",
+    "representative",
+    "rep",
+    "manager",
+    "supervisor",
+    "colleague",
+    "colleagues",
+    "staff",
+    "real",
+    "live",
+    "actual",
+    "boss",
+    "team",
+    "member",
+    "advisor",
+    "adviser",
+    "employee",
+    "robot",
+    "machine",
+    "bot",
+    "computer",
+    "automated",
+    "charge",
+    "transfer",
+    "transferred",
+    "escalate",
+    "man",
+    "woman",
+    "lady",
+    "guy",
+    "being",
+    "senior",
 }
 
 
@@ -103,7 +141,7 @@ class EscalationClassifier:
     async def warm_up(self) -> None:
         if self._examples is None:
             vectors = await self._embed_many(REQUESTS + NEAR_MISSES)
-            self._examples = (vectors[: len(REQUESTS)], vectors[len(REQUESTS):])
+            self._examples = (vectors[: len(REQUESTS)], vectors[len(REQUESTS) :])
 
     async def scores(self, text: str) -> tuple[float, float]:
         """(closest request, closest near miss) similarities of `text`."""

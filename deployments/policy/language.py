@@ -15,14 +15,81 @@ _IS = {"it", "that", "what", "where", "who", "how", "there", "here", "he", "she"
 HEAD_CHARS = 200  # enough for any run of fillers before the first real word
 SCAN_CHARS = 2000  # a spoken turn is far shorter; a longer typed one is read this far
 FILLERS = {
-    "um", "uh", "er", "erm", "uhm", "hmm", "mm", "ah", "oh", "so", "well", "okay", "ok", "alright",
-    "right", "and", "also", "actually", "hi", "hey", "hello", "sorry", "just", "quick", "question",
-    "wait", "anyway", "yeah", "then", "but", "now", "one", "more", "thing", "before", "that", "first",
-    "by", "the", "way", "listen", "look", "please", "excuse", "me", "hang", "on", "hold",
+    "um",
+    "uh",
+    "er",
+    "erm",
+    "uhm",
+    "hmm",
+    "mm",
+    "ah",
+    "oh",
+    "so",
+    "well",
+    "okay",
+    "ok",
+    "alright",
+    "right",
+    "and",
+    "also",
+    "actually",
+    "hi",
+    "hey",
+    "hello",
+    "sorry",
+    "just",
+    "quick",
+    "question",
+    "wait",
+    "anyway",
+    "yeah",
+    "then",
+    "but",
+    "now",
+    "one",
+    "more",
+    "thing",
+    "before",
+    "that",
+    "first",
+    "by",
+    "the",
+    "way",
+    "listen",
+    "look",
+    "please",
+    "excuse",
+    "me",
+    "hang",
+    "on",
+    "hold",
 }
 QUESTION_WORDS = {
-    "how", "what", "when", "where", "which", "why", "who", "whom", "whose", "do", "does", "did", "is",
-    "are", "can", "could", "will", "would", "should", "may", "am", "have", "has", "was", "were",
+    "how",
+    "what",
+    "when",
+    "where",
+    "which",
+    "why",
+    "who",
+    "whom",
+    "whose",
+    "do",
+    "does",
+    "did",
+    "is",
+    "are",
+    "can",
+    "could",
+    "will",
+    "would",
+    "should",
+    "may",
+    "am",
+    "have",
+    "has",
+    "was",
+    "were",
 }
 QUESTION_FRAMES = (("i", "was", "wondering"), ("i", "wonder"), ("tell", "me"), ("i", "would", "like", "to", "know"))
 
@@ -36,7 +103,7 @@ def words(text: str) -> list[str]:
         elif w.endswith("'s"):
             out += [w[:-2], "is"] if w[:-2] in _IS else [w[:-2]] if w[:-2] != "let" else ["let", "us"]
         elif "'" in w:
-            stem, suffix = w[: w.index("'")], w[w.index("'"):]
+            stem, suffix = w[: w.index("'")], w[w.index("'") :]
             if suffix == "'t" and stem.endswith("n"):
                 stem, suffix = stem[:-1], "n't"
             out += [stem] + _SUFFIXES.get(suffix, "").split()
@@ -69,17 +136,67 @@ def is_question(text: str) -> bool:
 
 
 _ACCOUNT_NOUNS = {
-    "order", "orders", "package", "packages", "parcel", "parcels", "delivery", "shipment", "stuff",
-    "purchase", "return", "refund", "item", "items", "money",
+    "order",
+    "orders",
+    "package",
+    "packages",
+    "parcel",
+    "parcels",
+    "delivery",
+    "shipment",
+    "stuff",
+    "purchase",
+    "return",
+    "refund",
+    "item",
+    "items",
+    "money",
 }
 _STATUS = {
-    "where", "status", "track", "tracking", "shipped", "dispatched", "arrived", "arrive", "arriving",
-    "come", "coming", "came", "delivered", "sent", "received", "processed", "update", "happened",
-    "happening", "check", "late", "lost", "missing", "yet", "still",
+    "where",
+    "status",
+    "track",
+    "tracking",
+    "shipped",
+    "dispatched",
+    "arrived",
+    "arrive",
+    "arriving",
+    "come",
+    "coming",
+    "came",
+    "delivered",
+    "sent",
+    "received",
+    "processed",
+    "update",
+    "happened",
+    "happening",
+    "check",
+    "late",
+    "lost",
+    "missing",
+    "yet",
+    "still",
 }
 _ACTION_ASK = (("can", "you"), ("could", "you"), ("would", "you"), ("will", "you"), ("help", "me"), ("please",))
-_ACTION_VERBS = {"start", "open", "process", "check", "track", "cancel", "return", "send", "look", "find", "initiate",
-                 "begin", "arrange", "file", "do"}
+_ACTION_VERBS = {
+    "start",
+    "open",
+    "process",
+    "check",
+    "track",
+    "cancel",
+    "return",
+    "send",
+    "look",
+    "find",
+    "initiate",
+    "begin",
+    "arrange",
+    "file",
+    "do",
+}
 
 
 def asks_about_account(text: str) -> bool:
@@ -91,7 +208,7 @@ def asks_about_account(text: str) -> bool:
     if has_mine and any(w in _STATUS for w in ws):
         return True
     for frame in _ACTION_ASK:
-        if tuple(ws[: len(frame)]) == frame and any(w in _ACTION_VERBS for w in ws[len(frame): len(frame) + 4]):
+        if tuple(ws[: len(frame)]) == frame and any(w in _ACTION_VERBS for w in ws[len(frame) : len(frame) + 4]):
             return True
     return False
 
@@ -112,15 +229,16 @@ def negated_request(text: str) -> bool:
 
 def _negated_clause(ws: list[str]) -> bool:
     for i, w in enumerate(ws):
-        if w in _NEGATORS and _REQUEST_VERBS & set(ws[i + 1: i + 3]):
-            question = i > 0 and ws[i - 1] in ("can", "could", "why", "would", "will") and ws[i + 1: i + 2] == ["i"]
+        if w in _NEGATORS and _REQUEST_VERBS & set(ws[i + 1 : i + 3]):
+            question = i > 0 and ws[i - 1] in ("can", "could", "why", "would", "will") and ws[i + 1 : i + 2] == ["i"]
             if not question:
                 return True
     return False
 
 
 def announces_pin(text: str) -> bool:
-    """The caller says they are giving their PIN ("my PIN is ...", "the PIN's ...": a PIN given before it was asked for)."""
+    """The caller says they are giving their PIN ("my PIN is ...", "the PIN's ..."): a PIN given
+    before it was asked for."""
     ws = words(text[:SCAN_CHARS])
     return "pin" in ws or "passcode" in ws or ("security" in ws and "code" in ws)
 
@@ -131,25 +249,73 @@ _RETURN_WORDS = {"return", "returning", "refund", "exchange", "swap"}
 def mentions_return(text: str) -> bool:
     """Names a return ("return", "refund", "send it back"): with an order number, the return flow."""
     ws = words(text)
-    sends_back = any(w in ("send", "sending", "take") and "back" in ws[i + 1: i + 4] for i, w in enumerate(ws))
+    sends_back = any(w in ("send", "sending", "take") and "back" in ws[i + 1 : i + 4] for i, w in enumerate(ws))
     return bool(_RETURN_WORDS & set(ws)) or sends_back
 
 
 # --- yes or no at a confirmation -------------------------------------------------------
-_STRONG_YES = {"yes", "yeah", "yep", "yup", "yea", "ya", "sure", "correct", "absolutely", "definitely", "certainly",
-               "affirmative", "proceed", "confirm", "confirmed", "agreed", "mhm", "uhhuh"}
+_STRONG_YES = {
+    "yes",
+    "yeah",
+    "yep",
+    "yup",
+    "yea",
+    "ya",
+    "sure",
+    "correct",
+    "absolutely",
+    "definitely",
+    "certainly",
+    "affirmative",
+    "proceed",
+    "confirm",
+    "confirmed",
+    "agreed",
+    "mhm",
+    "uhhuh",
+}
 _WEAK_YES = {"ok", "okay", "alright", "fine", "right", "please", "good", "great", "perfect", "cool"}
 _NO = {"no", "nope", "nah", "not", "never", "cancel", "stop", "negative", "nay", "dont"}
-_YES_IDIOMS = [("go", "ahead"), ("do", "it"), ("please", "do"), ("sounds", "good"), ("of", "course"), ("why", "not"),
-               ("no", "problem"), ("no", "worries"), ("not", "a", "problem"), ("i", "agree"), ("think", "so"),
-               ("go", "for", "it"), ("all", "right"),
-               ("uh", "huh"), ("mm", "hmm"), ("that", "would", "be", "great")]
-_NO_IDIOMS = [("never", "mind"), ("rather", "not"), ("forget", "it"), ("changed", "my", "mind"), ("leave", "it"),
-              ("keep", "it"), ("not", "yet"), ("prefer", "not"),
-              ("do", "not", "bother")]
-_UNSURE = [("not", "sure"), ("do", "not", "know"), ("no", "idea"), ("maybe",), ("wait",), ("hold", "on"),
-           ("hang", "on"),
-           ("let", "me", "think"), ("perhaps",)]
+_YES_IDIOMS = [
+    ("go", "ahead"),
+    ("do", "it"),
+    ("please", "do"),
+    ("sounds", "good"),
+    ("of", "course"),
+    ("why", "not"),
+    ("no", "problem"),
+    ("no", "worries"),
+    ("not", "a", "problem"),
+    ("i", "agree"),
+    ("think", "so"),
+    ("go", "for", "it"),
+    ("all", "right"),
+    ("uh", "huh"),
+    ("mm", "hmm"),
+    ("that", "would", "be", "great"),
+]
+_NO_IDIOMS = [
+    ("never", "mind"),
+    ("rather", "not"),
+    ("forget", "it"),
+    ("changed", "my", "mind"),
+    ("leave", "it"),
+    ("keep", "it"),
+    ("not", "yet"),
+    ("prefer", "not"),
+    ("do", "not", "bother"),
+]
+_UNSURE = [
+    ("not", "sure"),
+    ("do", "not", "know"),
+    ("no", "idea"),
+    ("maybe",),
+    ("wait",),
+    ("hold", "on"),
+    ("hang", "on"),
+    ("let", "me", "think"),
+    ("perhaps",),
+]
 
 Answer = Literal["yes", "no"] | None
 MAX_ANSWER_WORDS = 40
@@ -158,13 +324,13 @@ MAX_ANSWER_WORDS = 40
 def _match(ws: list[str], i: int, phrases: list[tuple[str, ...]]) -> int:
     """Length of the phrase among `phrases` that starts at ws[i], 0 for none."""
     for p in phrases:
-        if tuple(ws[i: i + len(p)]) == p:
+        if tuple(ws[i : i + len(p)]) == p:
             return len(p)
     return 0
 
 
 def confirmation(text: str) -> Answer:
-    """"yes", "no", or None when unclear or mixed ("Yes. Actually, no, wait."): ask again.
+    """ "yes", "no", or None when unclear or mixed ("Yes. Actually, no, wait."): ask again.
 
     A yes-word under a negation is a no ("No, don't do it", "I'm not okay with that", "of course
     not"); politeness after a no stays a no ("No, that's alright")."""

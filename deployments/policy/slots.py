@@ -12,15 +12,41 @@ from __future__ import annotations
 import re
 
 _UNITS = {
-    "zero": 0, "nought": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5,
-    "six": 6, "seven": 7, "eight": 8, "nine": 9,
+    "zero": 0,
+    "nought": 0,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
 }
 _TEENS = {
-    "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15,
-    "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "thirteen": 13,
+    "fourteen": 14,
+    "fifteen": 15,
+    "sixteen": 16,
+    "seventeen": 17,
+    "eighteen": 18,
+    "nineteen": 19,
 }
-_TENS = {"twenty": 2, "thirty": 3, "forty": 4, "fourty": 4, "fifty": 5, "sixty": 6, "seventy": 7, "eighty": 8,
-         "ninety": 9}
+_TENS = {
+    "twenty": 2,
+    "thirty": 3,
+    "forty": 4,
+    "fourty": 4,
+    "fifty": 5,
+    "sixty": 6,
+    "seventy": 7,
+    "eighty": 8,
+    "ninety": 9,
+}
 # Words that sound like digits: "oh" is a zero next to any number; "to", "for", "ate" only
 # between spoken digits ("one two three for"), never next to typed ones ("from 10042 to 10043").
 _ZERO_LIKE = {"oh": "0", "o": "0"}
@@ -30,12 +56,68 @@ _REPEAT = {"double": 2, "triple": 3}
 _TOKEN = re.compile(r"[a-z]+|\d+|[,?!]")  # "?" and "!" end a run: "the other one? 10043" is two things
 # "one" as a pronoun, not a digit: after these ("the other one", "which one", "no one") or
 # before these ("one of them", "one more thing", "one moment").
-_ONE_AFTER = {"other", "this", "that", "which", "each", "every", "another", "no", "any", "same", "last", "first",
-              "next", "new", "old", "right", "wrong", "little", "big", "cheaper", "blue", "black", "red", "white",
-              "someone", "everyone", "anyone", "only", "better", "good", "bad", "second", "third", "latest", "newer",
-              "older"}
-_ONE_BEFORE = {"of", "more", "thing", "moment", "sec", "second", "minute", "mo", "day", "time", "way", "last",
-               "another", "i", "you", "we", "they", "is", "was", "that", "which", "with"}
+_ONE_AFTER = {
+    "other",
+    "this",
+    "that",
+    "which",
+    "each",
+    "every",
+    "another",
+    "no",
+    "any",
+    "same",
+    "last",
+    "first",
+    "next",
+    "new",
+    "old",
+    "right",
+    "wrong",
+    "little",
+    "big",
+    "cheaper",
+    "blue",
+    "black",
+    "red",
+    "white",
+    "someone",
+    "everyone",
+    "anyone",
+    "only",
+    "better",
+    "good",
+    "bad",
+    "second",
+    "third",
+    "latest",
+    "newer",
+    "older",
+}
+_ONE_BEFORE = {
+    "of",
+    "more",
+    "thing",
+    "moment",
+    "sec",
+    "second",
+    "minute",
+    "mo",
+    "day",
+    "time",
+    "way",
+    "last",
+    "another",
+    "i",
+    "you",
+    "we",
+    "they",
+    "is",
+    "was",
+    "that",
+    "which",
+    "with",
+}
 
 
 def _is_spoken_number(tok: str) -> bool:
@@ -119,8 +201,9 @@ def digit_runs(text: str) -> list[str]:
                 base, j = base + _UNITS[next_tok(j)] * 100, _skip_and(tokens, j + 2)
             value, i = _sub_hundred(tokens, j)
             out.add(str(base + value), True)
-        elif tok in _ZERO_LIKE and (_number_follows(tokens, i + 1, typed_too=True)
-                                    or (out.chunks and _run_goes_on(tokens, i + 1))):
+        elif tok in _ZERO_LIKE and (
+            _number_follows(tokens, i + 1, typed_too=True) or (out.chunks and _run_goes_on(tokens, i + 1))
+        ):
             out.add("0", True)
             i += 1
         elif tok in _HOMOPHONES and (_number_follows(tokens, i + 1) or (out.spoken and _run_goes_on(tokens, i + 1))):
@@ -134,12 +217,13 @@ def digit_runs(text: str) -> list[str]:
 
 
 def _pronoun_one(tokens: list[str], i: int) -> bool:
-    """"one" standing for a thing ("the other one", "one of them"), unless a number goes on from it."""
+    """ "one" standing for a thing ("the other one", "one of them"), unless a number goes on from it."""
     before, after = tokens[i - 1] if i else "", tokens[i + 1] if i + 1 < len(tokens) else ""
     if after in _ONE_BEFORE:
         return True
-    return before in _ONE_AFTER or (before == "the" and not (_is_spoken_number(after) or after.isdigit()
-                                                             or after in _ZERO_LIKE or after in _REPEAT))
+    return before in _ONE_AFTER or (
+        before == "the" and not (_is_spoken_number(after) or after.isdigit() or after in _ZERO_LIKE or after in _REPEAT)
+    )
 
 
 def _repeatable(tok: str) -> bool:

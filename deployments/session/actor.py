@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import ray
 
@@ -40,7 +40,9 @@ class SessionActor:
     def start(self, session_id: str, caller_id: str, locale: str, dialogue) -> dict:
         self._dialogue = dialogue
         ctx = ray.get_runtime_context()
-        return self._engine.start(session_id, caller_id, locale, ctx.get_actor_id(), ctx.get_actor_name()).model_dump(mode="json")
+        return self._engine.start(session_id, caller_id, locale, ctx.get_actor_id(), ctx.get_actor_name()).model_dump(
+            mode="json"
+        )
 
     async def greet(self) -> AsyncIterator[dict]:
         turn = self._engine.begin_turn("", "greeting")
@@ -99,7 +101,11 @@ class SessionActor:
 
     def _respond(self, transcript: str, run_ahead: bool):
         state = self._engine.state
-        history = [{"user": t.transcript, "agent": " ".join(t.reply)} for t in state.turns if t.source != "greeting" and t.reply]
+        history = [
+            {"user": t.transcript, "agent": " ".join(t.reply)}
+            for t in state.turns
+            if t.source != "greeting" and t.reply
+        ]
         return self._dialogue.respond.options(stream=True).remote(
             transcript, self._engine.memory(), state.session_id, state.caller_id, history, run_ahead
         )
@@ -112,11 +118,16 @@ class SessionActor:
         """What the Gateway needs of a turn; `awaiting` (e.g. `pin`) masks its partial transcripts."""
         reason = "escalated" if summary.get("escalate") else "agent_hangup" if summary.get("end_call") else None
         return {
-            "intent": summary.get("intent"), "end_call": summary.get("end_call", False),
-            "escalate": summary.get("escalate"), "reason": reason, "awaiting": self._engine.awaiting,
+            "intent": summary.get("intent"),
+            "end_call": summary.get("end_call", False),
+            "escalate": summary.get("escalate"),
+            "reason": reason,
+            "awaiting": self._engine.awaiting,
         }
 
-    def finish_turn(self, turn_id: int, metrics: dict | None = None, interrupted: bool = False, heard: list[str] | None = None) -> None:
+    def finish_turn(
+        self, turn_id: int, metrics: dict | None = None, interrupted: bool = False, heard: list[str] | None = None
+    ) -> None:
         self._engine.finish_turn(turn_id, metrics, interrupted, heard)
         turns = self._engine.state.turns
         if 0 <= turn_id < len(turns) and turns[turn_id].source == "reply":
@@ -147,7 +158,7 @@ class SessionActor:
         """The Gateway's long poll for session-API commands."""
         try:
             return await asyncio.wait_for(self._commands.get(), wait_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return None
 
     def command_failed(self, op: str) -> None:

@@ -12,7 +12,15 @@ from models.state import CallEvent, PolicyDecision, SessionState, SessionStatus,
 
 MAX_TURNS_GOODBYE = "We've covered a lot on this call, so I'll end it here. Thanks for calling. Goodbye."
 # What the dialogue engine may read and update between turns.
-MEMORY_FIELDS = ("authenticated", "customer_id", "customer_name", "auth_failures", "auth_locked", "consecutive_failures", "slots")
+MEMORY_FIELDS = (
+    "authenticated",
+    "customer_id",
+    "customer_name",
+    "auth_failures",
+    "auth_locked",
+    "consecutive_failures",
+    "slots",
+)
 
 
 class SessionEngine:
@@ -24,8 +32,12 @@ class SessionEngine:
         # a turn prepared before a typed turn, a session-API reply or a command is not applied.
         self.version = 0
 
-    def start(self, session_id: str, caller_id: str, locale: str, actor_id: str | None = None, actor_name: str | None = None) -> SessionState:
-        self.state = SessionState(session_id=session_id, caller_id=caller_id, locale=locale, actor_id=actor_id, actor_name=actor_name)
+    def start(
+        self, session_id: str, caller_id: str, locale: str, actor_id: str | None = None, actor_name: str | None = None
+    ) -> SessionState:
+        self.state = SessionState(
+            session_id=session_id, caller_id=caller_id, locale=locale, actor_id=actor_id, actor_name=actor_name
+        )
         self.state.events.append(CallEvent(kind="session.started", detail={"locale": locale}))
         self.checkpoint()
         return self.state
@@ -86,7 +98,13 @@ class SessionEngine:
             self.state.status = SessionStatus.ESCALATED
             self.record("escalation", turn.turn_id, reason=summary["escalate"])
 
-    def finish_turn(self, turn_id: int, metrics: dict[str, float] | None = None, interrupted: bool = False, heard: list[str] | None = None) -> None:
+    def finish_turn(
+        self,
+        turn_id: int,
+        metrics: dict[str, float] | None = None,
+        interrupted: bool = False,
+        heard: list[str] | None = None,
+    ) -> None:
         """Close a turn; after a barge-in `heard` is the part of the reply the caller heard,
         and only that stays in the history the dialogue sees."""
         if 0 <= turn_id < len(self.state.turns):

@@ -44,8 +44,8 @@ class BreakerActor:
         return {tool: b.snapshot() for tool, b in self._breakers.items()}
 
 
-def breaker_actor(failure_threshold: int, recovery_s: float, 
-    trial_timeout_s: float | None = None, name: str = ACTOR_NAME
+def breaker_actor(
+    failure_threshold: int, recovery_s: float, trial_timeout_s: float | None = None, name: str = ACTOR_NAME
 ):
     """The cluster's breaker actor, created by whoever asks first.
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Protocol
 
 from models.state import ToolResult
 
@@ -60,7 +61,7 @@ class NoToolsRouter:
     A speculative turn may be thrown away, so it must not touch the world: no tool call,
     no audit record, no breaker count."""
 
-    def __init__(self, router: "ToolRouter"):
+    def __init__(self, router: ToolRouter):
         self._router = router
 
     def spec(self, name: str) -> ToolSpec:
@@ -85,19 +86,23 @@ class ToolRouter:
             return ToolResult(tool=name, ok=False, error="unknown_tool")
         started = time.monotonic()
         if not await self._breaker.allow(name):
-            return self._done(session_id, spec, ToolResult(tool=name, ok=False, error="circuit_open", attempts=0), started)
+            return self._done(
+                session_id, spec, ToolResult(tool=name, ok=False, error="circuit_open", attempts=0), started
+            )
         attempts = 1 + (spec.retries if spec.idempotent else 0)
         error = "failed"
         for attempt in range(1, attempts + 1):
             try:
                 output = await self._attempt(spec, args, session_id, started)
                 await self._breaker.record(name, True)
-                return self._done(session_id, spec, ToolResult(tool=name, ok=True, output=output, attempts=attempt), started)
+                return self._done(
+                    session_id, spec, ToolResult(tool=name, ok=True, output=output, attempts=attempt), started
+                )
             except ToolError as exc:
                 await self._breaker.record(name, True)  # the backend answered
                 result = ToolResult(tool=name, ok=False, error=str(exc), output=exc.detail or {}, attempts=attempt)
                 return self._done(session_id, spec, result, started)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 error = "deadline_exceeded"
             except Exception as exc:  # the backend failed
                 error = f"error: {type(exc).__name__}"
@@ -116,7 +121,7 @@ class ToolRouter:
         try:
             try:
                 return await asyncio.wait_for(asyncio.shield(task), spec.deadline_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.warning("tool %s passed its %.1f s deadline; waiting for its outcome", spec.name, spec.deadline_s)
             return await asyncio.shield(task)
         except asyncio.CancelledError:

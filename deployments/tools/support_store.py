@@ -17,23 +17,31 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from common.pii import mask_pii
 
 DEMO_CUSTOMERS = [
     # caller_id, name, pin, orders: (order_id, item, status, eta)
-    ("demo-alice", "Alice", "1234", [("10042", "running shoes", "shipped", "Thursday"), ("10043", "rain jacket", "processing", "next week")]),
+    (
+        "demo-alice",
+        "Alice",
+        "1234",
+        [("10042", "running shoes", "shipped", "Thursday"), ("10043", "rain jacket", "processing", "next week")],
+    ),
     ("demo-bob", "Bob", "4321", [("20077", "coffee grinder", "delivered", "last Monday")]),
 ]
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS customers (customer_id TEXT PRIMARY KEY, caller_id TEXT UNIQUE, name TEXT, pin_salt BLOB, pin_hash BLOB);
+CREATE TABLE IF NOT EXISTS customers (
+    customer_id TEXT PRIMARY KEY, caller_id TEXT UNIQUE, name TEXT, pin_salt BLOB, pin_hash BLOB);
 CREATE TABLE IF NOT EXISTS orders (order_id TEXT PRIMARY KEY, customer_id TEXT, item TEXT, status TEXT, eta TEXT);
-CREATE TABLE IF NOT EXISTS returns (return_id TEXT PRIMARY KEY, order_id TEXT, customer_id TEXT, reason TEXT, at_ms INTEGER);
-CREATE TABLE IF NOT EXISTS audit (at_ms INTEGER, session_id TEXT, kind TEXT, name TEXT, outcome TEXT, latency_ms REAL, detail TEXT);
+CREATE TABLE IF NOT EXISTS returns (
+    return_id TEXT PRIMARY KEY, order_id TEXT, customer_id TEXT, reason TEXT, at_ms INTEGER);
+CREATE TABLE IF NOT EXISTS audit (
+    at_ms INTEGER, session_id TEXT, kind TEXT, name TEXT, outcome TEXT, latency_ms REAL, detail TEXT);
 CREATE TABLE IF NOT EXISTS pin_failures (customer_id TEXT, at_s REAL);
 CREATE INDEX IF NOT EXISTS pin_failures_by_customer ON pin_failures (customer_id);
 CREATE TABLE IF NOT EXISTS pin_locks (customer_id TEXT PRIMARY KEY, until_s REAL);
@@ -52,7 +60,7 @@ class PinLockout:
     lockout_s: float = 900.0
 
     @classmethod
-    def from_settings(cls) -> "PinLockout":
+    def from_settings(cls) -> PinLockout:
         """VOICE_PIN_MAX_FAILURES, VOICE_PIN_FAILURE_WINDOW_S, VOICE_PIN_LOCKOUT_S."""
         from common.config import get_settings
 
@@ -72,7 +80,10 @@ class PinCheck:
 
 class SupportStore:
     def __init__(
-        self, path: Path | str, seed_demo: bool = True, lockout: PinLockout | None = None,
+        self,
+        path: Path | str,
+        seed_demo: bool = True,
+        lockout: PinLockout | None = None,
         clock: Callable[[], float] = time.time,
     ):
         """`lockout`: None reads the VOICE_PIN_* settings. `clock`: wall time, shared by every process."""
@@ -93,9 +104,13 @@ class SupportStore:
             if self._db.execute("SELECT 1 FROM customers WHERE caller_id=?", (caller_id,)).fetchone():
                 return customer_id
             salt = os.urandom(16)
-            self._db.execute("INSERT INTO customers VALUES (?,?,?,?,?)", (customer_id, caller_id, name, salt, hash_pin(pin, salt)))
+            self._db.execute(
+                "INSERT INTO customers VALUES (?,?,?,?,?)", (customer_id, caller_id, name, salt, hash_pin(pin, salt))
+            )
             for order_id, item, status, eta in orders:
-                self._db.execute("INSERT OR IGNORE INTO orders VALUES (?,?,?,?,?)", (order_id, customer_id, item, status, eta))
+                self._db.execute(
+                    "INSERT OR IGNORE INTO orders VALUES (?,?,?,?,?)", (order_id, customer_id, item, status, eta)
+                )
         return customer_id
 
     def verify_pin(self, caller_id: str, pin: str) -> dict | None:
@@ -106,7 +121,9 @@ class SupportStore:
         """Check a PIN against the stored hash (constant time, same work for unknown callers),
         under the customer's lockout: while locked, no PIN is even compared."""
         with self._lock:
-            row = self._db.execute("SELECT customer_id, name, pin_salt, pin_hash FROM customers WHERE caller_id=?", (caller_id,)).fetchone()
+            row = self._db.execute(
+                "SELECT customer_id, name, pin_salt, pin_hash FROM customers WHERE caller_id=?", (caller_id,)
+            ).fetchone()
         if row is None:
             hash_pin(pin, b"\0" * 16)
             return PinCheck("unknown")
@@ -162,13 +179,16 @@ class SupportStore:
         """An order of this customer's, never anybody else's."""
         with self._lock:
             row = self._db.execute(
-                "SELECT order_id, item, status, eta FROM orders WHERE order_id=? AND customer_id=?", (order_id, customer_id)
+                "SELECT order_id, item, status, eta FROM orders WHERE order_id=? AND customer_id=?",
+                (order_id, customer_id),
             ).fetchone()
         return dict(zip(("order_id", "item", "status", "eta"), row)) if row else None
 
     def orders(self, customer_id: str) -> list[dict]:
         with self._lock:
-            rows = self._db.execute("SELECT order_id, item, status, eta FROM orders WHERE customer_id=? ORDER BY order_id", (customer_id,)).fetchall()
+            rows = self._db.execute(
+                "SELECT order_id, item, status, eta FROM orders WHERE customer_id=? ORDER BY order_id", (customer_id,)
+            ).fetchall()
         return [dict(zip(("order_id", "item", "status", "eta"), r)) for r in rows]
 
     def create_return(self, customer_id: str, order_id: str, reason: str) -> dict | None:
@@ -185,12 +205,17 @@ class SupportStore:
             found = self._db.execute(q, (order_id, customer_id)).fetchone()
             if found:
                 return {"return_id": found[0], "order_id": order_id, "existing": True}
-            self._db.execute("INSERT INTO returns VALUES (?,?,?,?,?)", (return_id, order_id, customer_id, mask_pii(reason), int(time.time() * 1000)))
+            self._db.execute(
+                "INSERT INTO returns VALUES (?,?,?,?,?)",
+                (return_id, order_id, customer_id, mask_pii(reason), int(time.time() * 1000)),
+            )
         return {"return_id": return_id, "order_id": order_id}
 
     def returns(self, customer_id: str) -> list[dict]:
         with self._lock:
-            rows = self._db.execute("SELECT return_id, order_id, reason FROM returns WHERE customer_id=? ORDER BY at_ms", (customer_id,)).fetchall()
+            rows = self._db.execute(
+                "SELECT return_id, order_id, reason FROM returns WHERE customer_id=? ORDER BY at_ms", (customer_id,)
+            ).fetchall()
         return [dict(zip(("return_id", "order_id", "reason"), r)) for r in rows]
 
     def record(self, session_id: str, kind: str, name: str, outcome: str, latency_ms: float, detail: dict) -> None:
@@ -198,11 +223,22 @@ class SupportStore:
         with self._lock:
             self._db.execute(
                 "INSERT INTO audit VALUES (?,?,?,?,?,?,?)",
-                (int(time.time() * 1000), session_id, kind, name, mask_pii(outcome), latency_ms, mask_pii(json.dumps(detail))),
+                (
+                    int(time.time() * 1000),
+                    session_id,
+                    kind,
+                    name,
+                    mask_pii(outcome),
+                    latency_ms,
+                    mask_pii(json.dumps(detail)),
+                ),
             )
 
     def audit(self, session_id: str | None = None) -> list[dict]:
         with self._lock:
             q = "SELECT at_ms, session_id, kind, name, outcome, latency_ms, detail FROM audit"
-            rows = self._db.execute(q + (" WHERE session_id=?" if session_id else "") + " ORDER BY rowid", (session_id,) if session_id else ()).fetchall()
+            rows = self._db.execute(
+                q + (" WHERE session_id=?" if session_id else "") + " ORDER BY rowid",
+                (session_id,) if session_id else (),
+            ).fetchall()
         return [dict(zip(("at_ms", "session_id", "kind", "name", "outcome", "latency_ms", "detail"), r)) for r in rows]

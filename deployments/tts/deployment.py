@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from ray import serve
 
@@ -30,9 +30,13 @@ class TTS:
         if settings.tts_provider == "openai":
             from deployments.tts.openai_tts import OpenAITTSEngine
 
-            self._cloud = OpenAITTSEngine(settings.openai_api_key.get_secret_value(), settings.openai_base_url, settings.openai_tts_model)
+            self._cloud = OpenAITTSEngine(
+                settings.openai_api_key.get_secret_value(), settings.openai_base_url, settings.openai_tts_model
+            )
 
-    async def synthesize(self, text: str, sample_rate: int = 16000, locale: str = "en-US", first: bool = False) -> AsyncIterator[bytes]:
+    async def synthesize(
+        self, text: str, sample_rate: int = 16000, locale: str = "en-US", first: bool = False
+    ) -> AsyncIterator[bytes]:
         """`first`: the reply's first sentence, where time to first audio is what the caller waits for."""
         if self._cloud is not None:
             started = False

@@ -8,8 +8,8 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from common.audio import resample
 
@@ -71,12 +71,62 @@ def clauses(text: str, min_words: int = 4) -> list[str]:
 
 # Words a phrase may start with: a seam before one of them is the least audible. The verbs
 # mark the pause a speaker makes after a long subject ("Our customer service team | is ...").
-_PHRASE_START = {"and", "or", "but", "with", "from", "to", "for", "in", "on", "at", "against", "within", "after",
-                 "before", "because", "so", "if", "when", "until", "by", "about", "such", "which", "that",
-                 "is", "are", "was", "were", "will", "can", "has", "have", "may", "must", "should"}
+_PHRASE_START = {
+    "and",
+    "or",
+    "but",
+    "with",
+    "from",
+    "to",
+    "for",
+    "in",
+    "on",
+    "at",
+    "against",
+    "within",
+    "after",
+    "before",
+    "because",
+    "so",
+    "if",
+    "when",
+    "until",
+    "by",
+    "about",
+    "such",
+    "which",
+    "that",
+    "is",
+    "are",
+    "was",
+    "were",
+    "will",
+    "can",
+    "has",
+    "have",
+    "may",
+    "must",
+    "should",
+}
 
 
-_NUMBERS = {"one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "fifteen", "twenty", "thirty"}
+_NUMBERS = {
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "fifteen",
+    "twenty",
+    "thirty",
+}
 
 
 def quick_start(text: str, min_words: int = 4, max_words: int = 6, reach: int = 10) -> list[str]:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import AsyncIterator
 from contextlib import aclosing
-from typing import AsyncIterator
 
 import openai
 
@@ -34,7 +34,13 @@ class TTSProviderError(RuntimeError):
 
 
 class OpenAITTSEngine:
-    def __init__(self, api_key: str, base_url: str = "https://api.openai.com/v1", model: str = "gpt-4o-mini-tts", timeout_s: float = 10.0):
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str = "https://api.openai.com/v1",
+        model: str = "gpt-4o-mini-tts",
+        timeout_s: float = 10.0,
+    ):
         self._api_key = api_key
         self.base_url, self.model, self.timeout_s = base_url, model, timeout_s
         self._client = openai.AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=0)
@@ -54,7 +60,11 @@ class OpenAITTSEngine:
                 async with aclosing(response.iter_bytes()) as body:  # closed before the response
                     async for piece in body:
                         if not received:
-                            log.info("openai tts first audio after %.0f ms (voice %s)", (time.perf_counter() - t0) * 1000, voice)
+                            log.info(
+                                "openai tts first audio after %.0f ms (voice %s)",
+                                (time.perf_counter() - t0) * 1000,
+                                voice,
+                            )
                         received += len(piece)
                         data = carry + piece
                         even = len(data) & ~1  # a network piece may end mid-sample
@@ -64,14 +74,20 @@ class OpenAITTSEngine:
                             chunk, pending = pending[:chunk_bytes], pending[chunk_bytes:]
                             yield chunk  # on aclose()/cancel, both `async with` exit here: connection closed
         except openai.APIStatusError as e:
-            raise TTSProviderError(f"OpenAI TTS returned HTTP {e.status_code}: {self._redact(_error_message(e))}") from None
+            raise TTSProviderError(
+                f"OpenAI TTS returned HTTP {e.status_code}: {self._redact(_error_message(e))}"
+            ) from None
         except openai.APITimeoutError:
             raise TTSProviderError(f"OpenAI TTS at {self.base_url} timed out after {self.timeout_s:g}s") from None
         except openai.APIConnectionError as e:
-            raise TTSProviderError(f"OpenAI TTS at {self.base_url} unreachable: {self._redact(str(e.__cause__ or e))}") from None
+            raise TTSProviderError(
+                f"OpenAI TTS at {self.base_url} unreachable: {self._redact(str(e.__cause__ or e))}"
+            ) from None
         except _http.HTTPError as e:  # raised while reading the body
             kind = "timed out" if isinstance(e, _http.TimeoutException) else "broke"
-            raise TTSProviderError(f"OpenAI TTS stream {kind} after {received} bytes: {type(e).__name__} {self._redact(str(e))}") from None
+            raise TTSProviderError(
+                f"OpenAI TTS stream {kind} after {received} bytes: {type(e).__name__} {self._redact(str(e))}"
+            ) from None
         if carry:
             log.warning("openai tts stream ended mid-sample (%d bytes); dropping the odd byte", received)
         pending += resampler.process(b"", last=True)

@@ -33,10 +33,12 @@ class SileroVAD:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
-        self._session = ort.InferenceSession(model_path or silero_model_path(), sess_options=opts, providers=["CPUExecutionProvider"])
+        self._session = ort.InferenceSession(
+            model_path or silero_model_path(), sess_options=opts, providers=["CPUExecutionProvider"]
+        )
         self._sr = np.array(SAMPLE_RATE, dtype=np.int64)
 
-    def stream(self) -> "VADStream":
+    def stream(self) -> VADStream:
         return VADStream(self)
 
     def _run(self, window: np.ndarray, state: np.ndarray) -> tuple[float, np.ndarray]:
@@ -157,7 +159,7 @@ class Endpointer:
                 self._silence_frames = 0
                 self._candidate_frames = 0
                 return [SpeechStarted(at_sample=self._position)]
-            del self._history[:-(pre_roll_frames + min_speech_frames)]
+            del self._history[: -(pre_roll_frames + min_speech_frames)]
             return []
         self._utterance.append(frame)
         events = []
