@@ -19,7 +19,7 @@ from deployments.tools.breaker_actor import BreakerClient, breaker_actor
 from deployments.vad.engine import SileroVAD
 from models.protocol import CloseCode, ProtocolError, event, parse_connect
 from serve_app.admission import Admission, default_origins
-from serve_app.call_handler import CallHandler
+from serve_app.conversation.call import Call
 from serve_app.deadlines import Deadlines, StageTimeout, within
 from serve_app.http_guard import Guard, deny
 from serve_app.session_pool import AtCapacity, SessionPool
@@ -156,7 +156,7 @@ class Gateway:
                 await self._refuse(ws, reason, exc)
                 return
             started = True
-            handler = CallHandler(
+            handler = Call(
                 ws,
                 params,
                 session_id,

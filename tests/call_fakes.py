@@ -1,4 +1,4 @@
-"""Fakes to run a CallHandler in-process, without Ray or models: a WebSocket, the real session
+"""Fakes to run a Call in-process, without Ray or models: a WebSocket, the real session
 actor class behind a `.remote()` shim (with a fake dialogue), ASR, TTS, VAD and a clock."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 from common.config import Settings, get_settings
 from deployments.session.actor import SessionActor
 from models.protocol import ConnectParams
-from serve_app.call_handler import CallHandler
+from serve_app.conversation.call import Call
 
 RATE = 16000
 FRAME = bytes(RATE * 20 // 1000 * 2)  # 20 ms of silence
@@ -216,9 +216,9 @@ async def fake_tts(text: str, rate: int, locale: str = "en-US", first: bool = Fa
     yield bytes(rate // 100 * 2)  # 10 ms
 
 
-def handler(ws, actor, cfg: Settings, transcribe=None, synthesize=fake_tts, clock=time.monotonic) -> CallHandler:
+def handler(ws, actor, cfg: Settings, transcribe=None, synthesize=fake_tts, clock=time.monotonic) -> Call:
     async def no_asr(audio, locale):
         return {"text": "", "confidence": 0.0}
 
     params = ConnectParams(caller_id="tester", sample_rate=RATE, output_sample_rate=RATE)
-    return CallHandler(ws, params, "s1", actor, transcribe or no_asr, synthesize, LoudVAD(), cfg, clock=clock)
+    return Call(ws, params, "s1", actor, transcribe or no_asr, synthesize, LoudVAD(), cfg, clock=clock)

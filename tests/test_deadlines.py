@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from serve_app.call_handler import FALLBACK_GREETING, SORRY_DIALOGUE
+from serve_app.conversation.turns import FALLBACK_GREETING, SORRY_DIALOGUE
 from serve_app.deadlines import StageTimeout, first_within, within
 from serve_app.session_pool import SessionPool
 from tests.call_fakes import FakeDialogue, FakeWS, fake_tts, handler, session_actor, settings

@@ -8,7 +8,7 @@ import pytest
 from common.config import Settings
 from common.dialects import dialect_for
 from deployments.asr.deepgram import DeepgramError, DeepgramStream
-from serve_app.hearing import Hearing
+from serve_app.conversation.hearing import Hearing
 from tests.conftest import silence
 from tests.fake_deepgram import FakeDeepgram
 from tests.test_engines import word_error_rate

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from models.protocol import error_event
-from serve_app.guards import ErrorLimiter, TokenBucket
+from serve_app.conversation.guards import ErrorLimiter, TokenBucket
 from tests.call_fakes import FRAME, FakeClock, FakeDialogue, FakeWS, handler, session_actor, settings
 
 

@@ -25,7 +25,7 @@ from deployments.dialogue import text as dialogue_text
 from deployments.policy import language, slots
 from deployments.policy.engine import PolicyContext, PolicyEngine
 from models.protocol import ProtocolError, parse_client_text, parse_connect
-from serve_app import partial_mask, playback
+from serve_app.conversation import partial_mask, playback
 
 LIMIT_S = 0.050
 WATCHDOG_S = 2.0

@@ -1,6 +1,6 @@
 import asyncio
 
-from serve_app.pacer import AudioPacer
+from serve_app.conversation.pacer import AudioPacer
 
 
 class FakeClock:

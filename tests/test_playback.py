@@ -2,7 +2,7 @@
 
 import pytest
 
-from serve_app.playback import Speech, heard, is_backchannel
+from serve_app.conversation.playback import Speech, heard, is_backchannel
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from serve_app.prefetch import Prefetch
+from serve_app.conversation.prefetch import Prefetch
 
 
 class Stream:

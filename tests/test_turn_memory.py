@@ -8,7 +8,7 @@ import re
 
 from deployments.session.engine import SessionEngine
 from deployments.session.store import SessionStore
-from serve_app.partial_mask import mask_number_runs
+from serve_app.conversation.partial_mask import mask_number_runs
 from tests.call_fakes import FRAME, LOUD, FakeDialogue, FakeWS, handler, session_actor, settings
 
 NUMBERISH = re.compile(r"\d|\b(one|two|three|four)\b", re.IGNORECASE)

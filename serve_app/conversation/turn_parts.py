@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 
-from serve_app.prefetch import Prefetch
+from serve_app.conversation.prefetch import Prefetch
 
 
 @dataclass
@@ -53,3 +54,12 @@ def discard_ahead(task: asyncio.Task | None) -> None:
         task.cancel()
     elif not task.cancelled() and task.exception() is None and task.result().audio is not None:
         task.result().audio.cancel()
+
+
+def ms_since(t: float) -> float:
+    return round((time.monotonic() - t) * 1000, 1)
+
+
+async def aiter_of(items):
+    for item in items:
+        yield item

@@ -1,0 +1,1 @@
+"""One call's conversation: listener, turns, speaker, timers, wired by call.Call."""

@@ -1,0 +1,196 @@
+"""One call on the ingress WebSocket: hear (listener), think (turns, through the session actor),
+speak (speaker). This module wires the parts and runs the call's life.
+
+Tasks share the call: the listener (frames in, VAD endpointing), the turn worker (transcribe,
+dialogue, synthesize), the idle timer, the session-API command poll and a TTL timer. Whatever
+ends the call sets one future with a reason and close code; `run` then says `session.ended`
+and closes. The listener reports through hooks, which this class implements: it decides what a
+pause, an end of turn or speech over the agent means for turns and speaking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from common.config import Settings
+from deployments.vad.engine import VADStream
+from models.protocol import CloseCode, ConnectParams, event, session_started
+from serve_app.conversation.ahead import AheadRunner
+from serve_app.conversation.channel import CLOSE_WAIT_S, Channel, quietly
+from serve_app.conversation.hearing import Transcribe
+from serve_app.conversation.listener import Listener
+from serve_app.conversation.record import Record
+from serve_app.conversation.speaker import Speaker, Synthesize
+from serve_app.conversation.timers import Timers
+from serve_app.conversation.turn_parts import TurnInput
+from serve_app.conversation.turns import Turns
+from serve_app.deadlines import Deadlines, within
+
+log = logging.getLogger(__name__)
+
+
+class Call:
+    def __init__(
+        self,
+        ws,
+        params: ConnectParams,
+        session_id: str,
+        actor,
+        transcribe: Transcribe,
+        synthesize: Synthesize,
+        vad_stream: VADStream,
+        settings: Settings,
+        observe: Callable[[str, float], None] | None = None,
+        breaker=None,
+        clock=time.monotonic,
+    ):
+        self.params, self.session_id, self.actor = params, session_id, actor
+        self._settings = settings
+        self._dl = Deadlines.from_settings(settings)
+        self._ended: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.finalized = False
+        self._final_tried = False
+        self.channel = Channel(ws, lambda: self.finish("caller_disconnected", None), clock)
+        self.listener = Listener(
+            self.channel, self, params, session_id, transcribe, vad_stream, settings, breaker, clock
+        )
+        self.record = Record(self.channel, actor, session_id, self._dl, observe or (lambda stage, ms: None))
+        self.speaker = Speaker(
+            self.channel,
+            params,
+            session_id,
+            synthesize,
+            self._dl,
+            settings.playback_lead_ms / 1000,
+            self.record.finish_turn,
+        )
+        self.ahead = AheadRunner(
+            self.channel,
+            self.listener.hearing,
+            self.listener.partial_event,
+            actor,
+            synthesize,
+            params,
+            session_id,
+            self._dl,
+        )
+        self.turns = Turns(
+            self.channel,
+            self.listener,
+            self.speaker,
+            self.ahead,
+            self.record,
+            actor,
+            session_id,
+            self._dl,
+            settings.turn_timeout_ms / 1000,
+            self.finish,
+        )
+        self.timers = Timers(
+            self.channel,
+            self.listener,
+            self.speaker,
+            self.turns,
+            self.record,
+            actor,
+            session_id,
+            settings,
+            self._dl,
+            self.finish,
+        )
+
+    # --- lifecycle ---------------------------------------------------------
+
+    async def run(self) -> str:
+        """Serve the call until it ends; returns the end reason."""
+        params = self.params
+        await self.channel.send_text(session_started(self.session_id, params.sample_rate, params.output_sample_rate))
+        tasks = [
+            asyncio.create_task(self.listener.run(), name="receiver"),
+            asyncio.create_task(self.turns.run(), name="worker"),
+            asyncio.create_task(self.timers.ttl(), name="ttl"),
+            asyncio.create_task(self.timers.idle(), name="idle"),
+            asyncio.create_task(self.timers.commands(), name="commands"),
+        ]
+        for t in tasks:
+            t.add_done_callback(self._task_done)
+        try:
+            reason, close_code = await self._ended
+        finally:
+            self.ahead.cancel()
+            for t in [*tasks, self.listener.partial, self.speaker.task]:
+                if t is not None:
+                    t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await quietly(self.listener.hearing.close(), CLOSE_WAIT_S, "hearing close")
+        await self.checkpoint_final(reason)  # the store is final before the caller hears session.ended
+        if close_code is not None:
+            await self.channel.send_text(event("session.ended", reason=reason))
+            await self.channel.close(close_code, reason)
+        return reason
+
+    async def checkpoint_final(self, reason: str) -> None:
+        """Tried once, within its deadline: past it the actor is killed at release, unsaved."""
+        if self._final_tried:
+            return
+        self._final_tried = True
+        try:
+            await within(self.actor.finalize.remote(reason), self._dl.checkpoint_s, "final checkpoint")
+            self.finalized = True
+        except Exception as exc:
+            log.error("call %s: final checkpoint failed: %r", self.session_id, exc)
+
+    def finish(self, reason: str, close_code: int | None = CloseCode.NORMAL) -> None:
+        if not self._ended.done():
+            self._ended.set_result((reason, close_code))
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        if task.cancelled() or self._ended.done():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("call %s: %s task failed: %r", self.session_id, task.get_name(), exc, exc_info=exc)
+            self.finish("server_error", CloseCode.SERVER_ERROR)
+
+    # --- the listener's hooks ------------------------------------------------
+
+    def on_speech_started(self) -> None:
+        self.timers.idle_checks = 0
+
+    def on_paused(self, audio: bytes, at_sample: int) -> None:
+        self.ahead.cancel()
+        if self._settings.preemptive_ms:
+            speaker = self.speaker
+            reply_too = not (self.turns.busy or speaker.interrupted or speaker.speaking() or self.turns.queue.qsize())
+            self.ahead.start(audio, at_sample, reply_too)
+
+    def on_resumed(self) -> None:
+        self.ahead.cancel()  # the caller went on: what was started early is stale
+
+    def on_end_of_turn(self, audio: bytes, at_sample: int, trailing_silence_ms: float) -> None:
+        eos_at = time.monotonic() - trailing_silence_ms / 1000
+        over_agent = self.speaker.speaking() and self.speaker.cut_at_s is None
+        turn = TurnInput(
+            "speech",
+            eos_at=eos_at,
+            endpoint_ms=trailing_silence_ms,
+            audio=audio,
+            end_sample=at_sample,
+            ahead=self.ahead.take(),
+            over_agent=over_agent,
+        )
+        self.turns.enqueue(turn)
+
+    async def on_speech(self, speech_ms: float) -> None:
+        if self.speaker.speaking() and speech_ms >= self._settings.barge_in_min_ms:
+            await self.speaker.barge_in()
+
+    def on_text(self, text: str) -> None:
+        self.timers.idle_checks = 0
+        self.turns.enqueue(TurnInput("text", eos_at=time.monotonic(), text=text))
+
+    def on_close(self, reason: str, close_code: int | None) -> None:
+        self.finish(reason, close_code)

@@ -1,0 +1,101 @@
+"""A call's timers and remote control: the idle check-in and goodbye, the call's TTL, and the
+session-API commands (say, reply, interrupt, close) long-polled from the session actor."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from common.config import Settings
+from models.protocol import ProtocolError
+from serve_app.conversation.channel import Channel
+from serve_app.conversation.listener import Listener
+from serve_app.conversation.record import Record
+from serve_app.conversation.speaker import Speaker
+from serve_app.conversation.turn_parts import TurnInput
+from serve_app.conversation.turns import Turns
+from serve_app.deadlines import Deadlines, StageTimeout, within
+
+log = logging.getLogger(__name__)
+
+CHECK_IN = "Are you still there?"
+IDLE_GOODBYE = "I haven't heard from you, so I'll end the call now. Goodbye."
+IDLE_TICK_S = 0.25
+
+
+class Timers:
+    def __init__(
+        self,
+        channel: Channel,
+        listener: Listener,
+        speaker: Speaker,
+        turns: Turns,
+        record: Record,
+        actor,
+        session_id: str,
+        settings: Settings,
+        deadlines: Deadlines,
+        finish: Callable[[str], None],
+    ):
+        self._channel, self._listener, self._speaker, self._turns = channel, listener, speaker, turns
+        self._record, self._actor, self.session_id = record, actor, session_id
+        self._settings, self._dl, self._finish = settings, deadlines, finish
+        self.idle_checks = 0  # unanswered check-ins; the caller speaking or typing resets it
+
+    async def ttl(self) -> None:
+        await asyncio.sleep(self._settings.session_ttl_s)
+        self._finish("session_ttl")
+
+    def _active(self) -> bool:
+        return bool(
+            self._turns.busy
+            or self._turns.queue.qsize()
+            or self._listener.endpointer.speaking
+            or self._speaker.speaking()
+            or self._speaker.interrupted
+            or self._channel.agent_state != "listening"
+        )
+
+    async def idle(self) -> None:
+        """Check in after `idle_checkin_s` of silence on both sides; after `idle_max_checkins`
+        unanswered check-ins, say goodbye. Never while anyone speaks or a reply is on its way."""
+        quiet_since = time.monotonic()
+        while True:
+            await asyncio.sleep(IDLE_TICK_S)
+            if self._active():
+                quiet_since = time.monotonic()
+                continue
+            if time.monotonic() - quiet_since < self._settings.idle_checkin_s:
+                continue
+            quiet_since = time.monotonic()
+            if self.idle_checks >= self._settings.idle_max_checkins:
+                self._turns.enqueue(TurnInput("goodbye", eos_at=quiet_since, text=IDLE_GOODBYE))
+                return
+            self.idle_checks += 1
+            self._turns.enqueue(TurnInput("checkin", eos_at=quiet_since, text=CHECK_IN))
+
+    async def commands(self) -> None:
+        """Long-poll the session actor for session-API commands (say, reply, interrupt, close)."""
+        while True:
+            try:
+                poll = self._actor.next_command.remote(self._dl.command_poll_s)
+                cmd = await within(poll, self._dl.command_poll_s + self._dl.actor_call_s, "next_command")
+            except StageTimeout:
+                log.warning("call %s: the session actor did not answer its command poll", self.session_id)
+                continue
+            if cmd is None:
+                continue
+            op = cmd["op"]
+            try:
+                if op in ("say", "reply"):
+                    self._turns.enqueue(TurnInput(op, eos_at=time.monotonic(), text=cmd["text"]))
+                elif op == "interrupt":
+                    await self._speaker.interrupt()
+                elif op == "close":
+                    await self._speaker.interrupt()
+                    self._finish(cmd.get("reason") or "closed")
+            except ProtocolError as exc:  # the turn queue is full
+                log.warning("call %s: session API %s refused: %s", self.session_id, op, exc.message)
+                await self._record.actor_call(self._actor.command_failed.remote(op), "command_failed")
