@@ -1,0 +1,165 @@
+"""Each part of a call's conversation driven alone, through its hooks and fakes (in-process,
+no Ray): the listener's reports, the speaker's barge-in and resume, a run-ahead thrown away
+when the caller goes on, and the idle check-in and goodbye."""
+
+from __future__ import annotations
+
+import asyncio
+
+from models.protocol import ConnectParams
+from serve_app.conversation.channel import Channel
+from serve_app.conversation.listener import Listener
+from serve_app.conversation.speaker import Speaker
+from serve_app.conversation.timers import CHECK_IN, IDLE_GOODBYE
+from serve_app.conversation.turn_parts import aiter_of
+from serve_app.deadlines import Deadlines
+from tests.call_fakes import FRAME, LOUD, RATE, FakeDialogue, FakeWS, LoudVAD, handler, session_actor, settings
+
+PARAMS = ConnectParams(caller_id="tester", sample_rate=RATE, output_sample_rate=RATE)
+
+
+def hours(text, memory, run_ahead):
+    return ["We're open nine to five."], {"intent": "hours", "memory": memory}
+
+
+def asr(text):
+    async def transcribe(audio, locale):
+        return {"text": text, "confidence": 0.9}
+
+    return transcribe
+
+
+async def send(ws, chunks, settle: float = 0.02):
+    for c in chunks:
+        ws.bytes(c)
+    await ws.drain()
+    await asyncio.sleep(settle)
+
+
+class Hooks:
+    """Records what the listener reports."""
+
+    def __init__(self):
+        self.seen: list[tuple] = []
+
+    def on_speech_started(self):
+        self.seen.append(("started",))
+
+    def on_paused(self, audio, at_sample):
+        self.seen.append(("paused",))
+
+    def on_resumed(self):
+        self.seen.append(("resumed",))
+
+    def on_end_of_turn(self, audio, at_sample, trailing_silence_ms):
+        self.seen.append(("end", len(audio) > 0))
+
+    async def on_speech(self, speech_ms):
+        if not self.seen or self.seen[-1][0] != "speech":
+            self.seen.append(("speech",))
+
+    def on_text(self, text):
+        self.seen.append(("text", text))
+
+    def on_close(self, reason, close_code):
+        self.seen.append(("close", reason, close_code))
+
+
+async def test_the_listener_reports_speech_pauses_turns_and_text_through_its_hooks():
+    ws, hooks, gone = FakeWS(), Hooks(), []
+    channel = Channel(ws, lambda: gone.append(True))
+    listener = Listener(channel, hooks, PARAMS, "s1", asr(""), LoudVAD(), settings(preemptive_ms=100))
+    task = asyncio.create_task(listener.run())
+    await send(ws, [LOUD] * 15 + [FRAME] * 8 + [LOUD] * 5 + [FRAME] * 30)
+    ws.text({"type": "text", "text": "hello"})
+    ws.text({"type": "hangup"})
+    await ws.drain()
+    kinds = [s[0] for s in hooks.seen if s[0] != "speech"]
+    assert kinds[:4] == ["started", "paused", "resumed", "paused"], hooks.seen
+    assert ("speech",) in hooks.seen
+    assert ("end", True) in hooks.seen and ("text", "hello") in hooks.seen
+    assert hooks.seen[-1] == ("close", "hangup", 1000)
+    assert [e["state"] for e in ws.of("user.state")] == ["speaking", "silent"]
+    ws.inbox.put_nowait({"type": "websocket.disconnect"})
+    await asyncio.wait_for(task, 1)
+    assert gone == [True] and channel.closed
+
+
+async def slow_tts(text, rate, locale="en-US", first=False):
+    for _ in range(5):
+        await asyncio.sleep(0.01)
+        yield bytes(rate // 50 * 2)  # 20 ms
+
+
+def speaker_on(ws):
+    finished: list[tuple] = []
+
+    async def finish_turn(turn_id, metrics, interrupted=False, heard_part=None):
+        finished.append((turn_id, interrupted, heard_part))
+
+    dl = Deadlines.from_settings(settings())
+    return Speaker(Channel(ws, lambda: None), PARAMS, "s1", slow_tts, dl, 0.0, finish_turn), finished
+
+
+async def barged_in(ws, speaker):
+    sentences = ["One.", "Two.", "Three."]
+    reply = asyncio.create_task(speaker.reply(7, aiter_of(sentences), {}))
+    await ws.wait(lambda: ws.of("agent.text", text="Two."))
+    await speaker.barge_in()
+    assert await asyncio.wait_for(reply, 1)
+    return sentences
+
+
+async def test_a_barge_in_clears_the_audio_and_keeps_only_what_was_heard():
+    ws = FakeWS()
+    speaker, finished = speaker_on(ws)
+    sentences = await barged_in(ws, speaker)
+    assert ws.of("audio.clear", turn_id=7) and ws.of("agent.state")[-1]["state"] == "listening"
+    sent = ws.audio_bytes
+    await asyncio.sleep(0.05)
+    assert ws.audio_bytes == sent  # nothing after audio.clear
+    assert finished == []  # the verdict waits for the caller's words
+    await speaker.settle(resume=False)
+    [(turn_id, interrupted, heard_part)] = finished
+    assert turn_id == 7 and interrupted and heard_part and len(heard_part) < len(sentences)
+    assert not ws.of("agent.text", text="Three.")
+
+
+async def test_a_backchannel_resumes_the_reply_where_it_stopped():
+    ws = FakeWS()
+    speaker, finished = speaker_on(ws)
+    await barged_in(ws, speaker)
+    await speaker.settle(resume=True)  # what the turn worker does on an "uh-huh"
+    assert ws.of("agent.text", text="Three.")
+    assert finished and all(not interrupted for _, interrupted, _ in finished)  # spoken whole: not cut
+
+
+async def test_a_run_ahead_is_discarded_when_the_caller_goes_on(tmp_path, monkeypatch):
+    dialogue = FakeDialogue(hours)
+    ws, actor = FakeWS(), session_actor(dialogue, tmp_path, monkeypatch)
+    h = handler(ws, actor, settings(preemptive_ms=100), transcribe=asr("when are you open"))
+    task = asyncio.create_task(h.run())
+    await ws.idle()
+    await send(ws, [LOUD] * 15 + [FRAME] * 8)  # a pause: the turn is run ahead
+    await asyncio.wait_for(dialogue.prepared.wait(), 1)
+    first = h.ahead.task
+    assert first is not None
+    await send(ws, [LOUD] * 5)  # the caller goes on
+    assert h.ahead.task is None and first.done()
+    await send(ws, [FRAME] * 30)  # the endpoint
+    await ws.wait(lambda: ws.of("turn.metrics", turn_id=1))
+    assert ws.of("turn.metrics", turn_id=1)[0]["preempted"] == "reply"  # from the second pause's run-ahead
+    assert [e["text"] for e in ws.of("agent.text")].count("We're open nine to five.") == 1
+    assert [t.source for t in actor.obj._engine.state.turns] == ["greeting", "speech"]
+    ws.text({"type": "hangup"})
+    assert await asyncio.wait_for(task, 2) == "hangup"
+
+
+async def test_an_idle_caller_is_checked_on_then_told_goodbye(tmp_path, monkeypatch):
+    ws, actor = FakeWS(), session_actor(FakeDialogue(hours), tmp_path, monkeypatch)
+    h = handler(ws, actor, settings(idle_checkin_s=0.05, idle_max_checkins=1))
+    task = asyncio.create_task(h.run())
+    assert await asyncio.wait_for(task, 2) == "idle_timeout"
+    assert [e["text"] for e in ws.of("agent.text")] == ["Hello.", CHECK_IN, IDLE_GOODBYE]
+    assert ws.of("session.ended", reason="idle_timeout") and ws.close_code == 1000
+    assert [t.source for t in actor.obj._engine.state.turns] == ["greeting", "checkin", "goodbye"]
