@@ -163,3 +163,28 @@ async def test_an_idle_caller_is_checked_on_then_told_goodbye(tmp_path, monkeypa
     assert [e["text"] for e in ws.of("agent.text")] == ["Hello.", CHECK_IN, IDLE_GOODBYE]
     assert ws.of("session.ended", reason="idle_timeout") and ws.close_code == 1000
     assert [t.source for t in actor.obj._engine.state.turns] == ["greeting", "checkin", "goodbye"]
+
+
+async def test_a_loop_stops_when_its_cancellation_was_swallowed():
+    """asyncio.wait_for in Python 3.11 can swallow a CancelledError when its inner call completes
+    at the same moment; a call's loops then must still stop, or the line is held for ever."""
+    import asyncio
+
+    from serve_app.conversation.guards import cancelling
+
+    rounds = 0
+
+    async def loop():
+        nonlocal rounds
+        while not cancelling():
+            rounds += 1
+            try:
+                await asyncio.sleep(0.01)
+            except asyncio.CancelledError:
+                pass  # what the race does: the cancellation is lost
+
+    task = asyncio.create_task(loop())
+    await asyncio.sleep(0.05)
+    task.cancel()
+    await asyncio.wait_for(task, 1)
+    assert task.done() and rounds >= 1

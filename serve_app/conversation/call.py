@@ -124,7 +124,12 @@ class Call:
             for t in [*tasks, self.listener.partial, self.speaker.task]:
                 if t is not None:
                     t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            # Bounded: a task that lost its cancellation (asyncio.wait_for in Python 3.11 can
+            # swallow one when its inner call completes at the same moment) must not hold the line.
+            _, stuck = await asyncio.wait(tasks, timeout=CLOSE_WAIT_S)
+            for t in stuck:
+                log.warning("call %s: %s task did not stop in time; left cancelled", self.session_id, t.get_name())
+                t.cancel()
             await quietly(self.listener.hearing.close(), CLOSE_WAIT_S, "hearing close")
         await self.checkpoint_final(reason)  # the store is final before the caller hears session.ended
         if close_code is not None:

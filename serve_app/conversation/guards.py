@@ -7,6 +7,7 @@ are sent at most once a second, the rest counted into the next one.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -53,3 +54,10 @@ class ErrorLimiter:
     def held(self) -> int:
         """Error events held back and not reported yet (all codes)."""
         return sum(self._held.values())
+
+
+def cancelling() -> bool:
+    """True once the running task was asked to cancel, even if an `asyncio.wait_for` under it
+    swallowed the CancelledError (a Python 3.11 race): the call's loops stop on it."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

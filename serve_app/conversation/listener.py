@@ -24,7 +24,7 @@ from models.protocol import (
     parse_client_text,
 )
 from serve_app.conversation.channel import Channel
-from serve_app.conversation.guards import TokenBucket
+from serve_app.conversation.guards import TokenBucket, cancelling
 from serve_app.conversation.hearing import Hearing, Transcribe
 from serve_app.conversation.partial_mask import mask_number_runs
 from serve_app.conversation.playback import is_backchannel
@@ -91,7 +91,7 @@ class Listener:
         self._partial_at_ms = 0.0
 
     async def run(self) -> None:
-        while True:
+        while not cancelling():
             msg = await self._channel.ws.receive()
             if msg["type"] == "websocket.disconnect":
                 self._channel.gone()

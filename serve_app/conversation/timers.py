@@ -11,6 +11,7 @@ from collections.abc import Callable
 from common.config import Settings
 from models.protocol import ProtocolError
 from serve_app.conversation.channel import Channel
+from serve_app.conversation.guards import cancelling
 from serve_app.conversation.listener import Listener
 from serve_app.conversation.record import Record
 from serve_app.conversation.speaker import Speaker
@@ -62,7 +63,7 @@ class Timers:
         """Check in after `idle_checkin_s` of silence on both sides; after `idle_max_checkins`
         unanswered check-ins, say goodbye. Never while anyone speaks or a reply is on its way."""
         quiet_since = time.monotonic()
-        while True:
+        while not cancelling():
             await asyncio.sleep(IDLE_TICK_S)
             if self._active():
                 quiet_since = time.monotonic()
@@ -78,7 +79,7 @@ class Timers:
 
     async def commands(self) -> None:
         """Long-poll the session actor for session-API commands (say, reply, interrupt, close)."""
-        while True:
+        while not cancelling():
             try:
                 poll = self._actor.next_command.remote(self._dl.command_poll_s)
                 cmd = await within(poll, self._dl.command_poll_s + self._dl.actor_call_s, "next_command")

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from models.protocol import ProtocolError, event
 from serve_app.conversation.ahead import AheadRunner
 from serve_app.conversation.channel import Channel
+from serve_app.conversation.guards import cancelling
 from serve_app.conversation.listener import Listener
 from serve_app.conversation.playback import is_backchannel
 from serve_app.conversation.record import Record
@@ -72,7 +73,7 @@ class Turns:
         if speaker.settle_now:
             await speaker.settle(resume=False)
         await self._channel.agent("listening")
-        while True:
+        while not cancelling():
             turn = await self.queue.get()
             self.busy = True
             try:
