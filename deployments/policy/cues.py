@@ -9,6 +9,7 @@ time): word sets and short fixed phrases, no regular expressions.
 from __future__ import annotations
 
 from deployments.policy.language import SCAN_CHARS, content, is_question, words
+from deployments.policy.slots import NUMBER_WORDS, SOUND_ALIKE
 
 # --- order status and returns --------------------------------------------------------------
 _POSSESSIVE = {"my", "our", "me"}  # "me parcel" is how some say "my parcel"
@@ -434,48 +435,6 @@ _PIN_COMPANIONS = {
     "then",
     "was",
 }
-_DIGIT_WORDS = {
-    "zero",
-    "oh",
-    "o",
-    "nought",
-    "one",
-    "two",
-    "three",
-    "four",
-    "five",
-    "six",
-    "seven",
-    "eight",
-    "nine",
-    "ten",
-    "eleven",
-    "twelve",
-    "thirteen",
-    "fourteen",
-    "fifteen",
-    "sixteen",
-    "seventeen",
-    "eighteen",
-    "nineteen",
-    "twenty",
-    "thirty",
-    "forty",
-    "fourty",
-    "fifty",
-    "sixty",
-    "seventy",
-    "eighty",
-    "ninety",
-    "double",
-    "triple",
-    "to",
-    "too",
-    "for",
-    "ate",
-    "hundred",
-    "thousand",
-}
 
 
 def volunteered_pin(text: str) -> bool:
@@ -484,5 +443,5 @@ def volunteered_pin(text: str) -> bool:
     if len(text) > 120:
         return False
     ws = words(text.replace("-", " "))
-    said_digits = any(w.isdigit() or w in _DIGIT_WORDS - {"to", "too", "for", "ate", "oh", "o"} for w in ws)
-    return said_digits and all(w.isdigit() or w in _DIGIT_WORDS or w in _PIN_COMPANIONS for w in ws)
+    said_digits = any(w.isdigit() or (w in NUMBER_WORDS and w not in SOUND_ALIKE) for w in ws)
+    return said_digits and all(w.isdigit() or w in NUMBER_WORDS or w in _PIN_COMPANIONS for w in ws)

@@ -53,6 +53,10 @@ _ZERO_LIKE = {"oh": "0", "o": "0"}
 _HOMOPHONES = {"to": "2", "too": "2", "for": "4", "ate": "8"}
 _FILLERS = {"uh", "um", "er", "erm", "uhm", "hmm", "ah", "mm"}
 _REPEAT = {"double": 2, "triple": 3}
+# Every word that can be part of a spoken number, and those that only sound like a digit.
+SOUND_ALIKE = frozenset(_ZERO_LIKE) | frozenset(_HOMOPHONES)
+NUMBER_WORDS = frozenset(_UNITS) | frozenset(_TEENS) | frozenset(_TENS) | frozenset(_REPEAT) | SOUND_ALIKE
+NUMBER_WORDS |= {"hundred", "thousand"}
 _TOKEN = re.compile(r"[a-z]+|\d+|[,?!]")  # "?" and "!" end a run: "the other one? 10043" is two things
 # "one" as a pronoun, not a digit: after these ("the other one", "which one", "no one") or
 # before these ("one of them", "one more thing", "one moment").
