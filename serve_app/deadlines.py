@@ -47,11 +47,19 @@ class Deadlines:
 
 
 async def within(aw: Awaitable[T], seconds: float, stage: str) -> T:
-    """`aw`'s result, or StageTimeout once `seconds` have passed (`aw` is then cancelled)."""
+    """`aw`'s result, or StageTimeout once `seconds` have passed (`aw` is then cancelled).
+
+    A cancellation that arrives while waiting is always raised: Python 3.11's wait_for returns
+    the result instead when `aw` completes in the same moment, and a loop above it then never stops."""
+    task = asyncio.current_task()
+    asked = task.cancelling() if task is not None else 0
     try:
-        return await asyncio.wait_for(aw, seconds)
+        result = await asyncio.wait_for(aw, seconds)
     except TimeoutError:
         raise StageTimeout(stage, seconds) from None
+    if task is not None and task.cancelling() > asked:
+        raise asyncio.CancelledError
+    return result
 
 
 async def next_item(stream):

@@ -130,3 +130,20 @@ async def test_a_session_actor_that_never_starts_is_given_up_and_killed(monkeypa
     with pytest.raises(StageTimeout):
         await pool.acquire()
     assert pool.active == 0 and len(killed) == 1
+
+
+async def test_within_never_swallows_a_cancellation_that_races_completion():
+    """wait_for (Python 3.11) returns the result when the awaited call completes in the same
+    moment as a cancellation; `within` raises the cancellation all the same."""
+    import asyncio
+
+    from serve_app.deadlines import within
+
+    fut = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(within(fut, 5, "race"))
+    await asyncio.sleep(0)
+    fut.set_result(1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await within(asyncio.sleep(0, result=2), 5, "plain") == 2
