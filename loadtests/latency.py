@@ -44,6 +44,9 @@ STAGES = [
     "dialogue_first_sentence_ms",
     "tts_first_audio_ms",
     "eos_to_first_audio_ms",
+    "asr_compute_ms",
+    "dialogue_engine_ms",
+    "orchestration_ms",
 ]
 
 

@@ -11,7 +11,7 @@ from serve_app.conversation.channel import Channel
 from serve_app.conversation.listener import Listener
 from serve_app.conversation.speaker import Speaker
 from serve_app.conversation.timers import CHECK_IN, IDLE_GOODBYE
-from serve_app.conversation.turn_parts import aiter_of
+from serve_app.conversation.turn_parts import aiter_of, orchestration_ms
 from serve_app.deadlines import Deadlines
 from tests.call_fakes import FRAME, LOUD, RATE, FakeDialogue, FakeWS, LoudVAD, handler, session_actor, settings
 
@@ -188,3 +188,17 @@ async def test_a_loop_stops_when_its_cancellation_was_swallowed():
     task.cancel()
     await asyncio.wait_for(task, 1)
     assert task.done() and rounds >= 1
+
+
+def test_orchestration_time_is_what_the_stages_do_not_explain():
+    run_now = {
+        "preempted": "none",
+        "endpoint_delay_ms": 300.0,
+        "asr_compute_ms": 120.0,
+        "dialogue_engine_ms": 40.0,
+        "tts_first_audio_ms": 90.0,
+        "eos_to_first_audio_ms": 575.0,
+    }
+    assert orchestration_ms(run_now) == 25.0
+    assert orchestration_ms({**run_now, "preempted": "reply"}) is None  # stages overlap the caller's speech
+    assert orchestration_ms({k: v for k, v in run_now.items() if k != "dialogue_engine_ms"}) is None

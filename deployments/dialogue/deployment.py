@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import time
 from collections.abc import AsyncIterator
 
 from ray import serve
@@ -70,12 +71,15 @@ class Dialogue:
 
         `run_ahead`: the caller may not have finished; answer only if it needs no tool and no
         escalation (nothing that cannot be taken back), else yield `{"run_ahead": "refused"}`."""
-        result = None
+        result, started, first = None, time.monotonic(), True
         engine = self._engine_ahead if run_ahead else self._engine
         try:
             async for item in engine.stream(transcript, memory, session_id, caller_id, history):
                 if isinstance(item, TurnResult):
                     result = item
+                elif first:  # the engine's own time to its first sentence, hops excluded
+                    first = False
+                    yield {"sentence": item, "engine_ms": round((time.monotonic() - started) * 1000, 1)}
                 else:
                     yield {"sentence": item}
         except RunAheadRefused:

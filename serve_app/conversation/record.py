@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from models.protocol import event
 from serve_app.conversation.channel import Channel
+from serve_app.conversation.turn_parts import orchestration_ms
 from serve_app.deadlines import Deadlines, within
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,8 @@ class Record:
     async def finish_turn(
         self, turn_id: int, metrics: dict | None, interrupted: bool = False, heard_part: list[str] | None = None
     ) -> None:
+        if metrics and (orchestration := orchestration_ms(metrics)) is not None:
+            metrics["orchestration_ms"] = orchestration
         numbers = {k: v for k, v in (metrics or {}).items() if isinstance(v, (int, float))}
         if metrics:
             await self._channel.send_text(event("turn.metrics", turn_id=turn_id, interrupted=interrupted, **metrics))

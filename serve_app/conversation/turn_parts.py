@@ -56,6 +56,20 @@ def discard_ahead(task: asyncio.Task | None) -> None:
         task.result().audio.cancel()
 
 
+OWN_STAGES = ("endpoint_delay_ms", "asr_compute_ms", "dialogue_engine_ms", "tts_first_audio_ms")
+
+
+def orchestration_ms(metrics: dict) -> float | None:
+    """Server time to first audio spent outside the endpoint wait, ASR, the dialogue engine and
+    TTS: the hops and queues between them. Only for a turn run at its endpoint (not ahead),
+    where each of those stages was measured."""
+    if metrics.get("preempted") != "none" or "eos_to_first_audio_ms" not in metrics:
+        return None
+    if any(not isinstance(metrics.get(stage), (int, float)) for stage in OWN_STAGES):
+        return None
+    return round(metrics["eos_to_first_audio_ms"] - sum(metrics[stage] for stage in OWN_STAGES), 1)
+
+
 def ms_since(t: float) -> float:
     return round((time.monotonic() - t) * 1000, 1)
 

@@ -185,6 +185,8 @@ class Turns:
             return None
         metrics["preempted"] = "none"
         metrics["asr_provider"] = result["provider"]
+        if "compute_ms" in result:
+            metrics["asr_compute_ms"] = result["compute_ms"]
         metrics["eos_to_transcript_ms"] = ms_since(turn.eos_at)
         return Ahead(result["text"], result["confidence"], time.monotonic())
 
@@ -225,6 +227,8 @@ class Turns:
             if "sentence" in item:
                 if metrics is not None and "dialogue_first_sentence_ms" not in metrics:
                     metrics["dialogue_first_sentence_ms"] = ms_since(started)
+                    if "engine_ms" in item:
+                        metrics["dialogue_engine_ms"] = item["engine_ms"]
                 yield item["sentence"]
             elif "turn_id" not in item:
                 summary.update(item)
