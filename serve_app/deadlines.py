@@ -32,7 +32,6 @@ class Deadlines:
     actor_start_s: float = 10.0  # a session actor spawned (ping) and started
     actor_call_s: float = 3.0  # any other session-actor call (prepare, commit, finish ...)
     checkpoint_s: float = 1.0  # the final checkpoint; past it the actor is killed unsaved
-    command_poll_s: float = 10.0  # the session-API long poll's own wait
 
     @classmethod
     def from_settings(cls, s) -> Deadlines:
@@ -63,12 +62,12 @@ async def within(aw: Awaitable[T], seconds: float, stage: str) -> T:
 
 
 async def next_item(stream):
-    """The next item of a Ray streaming call (a ref to await); StopAsyncIteration at the end."""
-    return await (await stream.__anext__())
+    """The next item of a Serve streaming response; StopAsyncIteration at the end."""
+    return await stream.__anext__()
 
 
 async def items_within(stream, seconds: float, stage: str) -> AsyncIterator:
-    """The items of a Ray streaming call, each within `seconds` of the one before."""
+    """The items of a Serve streaming response, each within `seconds` of the one before."""
     while True:
         try:
             item = await within(next_item(stream), seconds, stage)

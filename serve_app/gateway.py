@@ -18,8 +18,10 @@ from deployments.session.actor import SESSION_NAMESPACE, SessionActor
 from deployments.tools.breaker_actor import BreakerClient, breaker_actor
 from deployments.vad.engine import SileroVAD
 from models.protocol import CloseCode, ProtocolError, event, parse_connect
+from models.session import StartSession
 from serve_app.admission import Admission, default_origins
 from serve_app.conversation.call import Call
+from serve_app.conversation.session_client import SessionClient
 from serve_app.deadlines import Deadlines, StageTimeout, within
 from serve_app.http_guard import Guard, deny
 from serve_app.session_pool import AtCapacity, SessionPool
@@ -149,8 +151,10 @@ class Gateway:
         try:  # from here on, whatever happens (cancellation included), the line is released
             self._metrics["active"].set(self._pool.active)
             try:
-                start = actor.start.remote(session_id, params.caller_id, params.locale, self._dialogue)
-                await within(start, deadlines.actor_start_s, "session start")
+                start = actor.start.remote(
+                    StartSession(session_id=session_id, caller_id=params.caller_id, locale=params.locale)
+                )
+                opened = await within(start, deadlines.actor_start_s, "session start")
             except StageTimeout as exc:
                 reason = "start_timeout"
                 await self._refuse(ws, reason, exc)
@@ -159,8 +163,7 @@ class Gateway:
             handler = Call(
                 ws,
                 params,
-                session_id,
-                actor,
+                SessionClient(actor, self._dialogue, opened.context, deadlines),
                 self._transcribe,
                 self._synthesize,
                 self._vad.stream(),

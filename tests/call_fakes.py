@@ -12,8 +12,11 @@ import numpy as np
 
 from common.config import Settings, get_settings
 from deployments.session.actor import SessionActor
+from models.dialogue import DialogueRequest, Sentence, TurnSummary
 from models.protocol import ConnectParams
 from serve_app.conversation.call import Call
+from serve_app.conversation.session_client import SessionClient
+from serve_app.deadlines import Deadlines
 
 RATE = 16000
 FRAME = bytes(RATE * 20 // 1000 * 2)  # 20 ms of silence
@@ -143,7 +146,7 @@ class ActorShim:
                     result = fn(*args, **kwargs)
                     return await result if inspect.isawaitable(result) else result
 
-                return call()
+                return asyncio.ensure_future(call())  # submitted now, as Ray does, awaited or not
 
         return _Method
 
@@ -156,48 +159,58 @@ class _Streaming:
         return self
 
     def remote(self, *args):
-        return self._fn(*args)
+        return self._fn(*args)  # a Serve streaming response yields the items themselves
+
+
+GREETING = "<greeting>"  # FakeDialogue(hang_on=GREETING): the greeting never comes
 
 
 class FakeDialogue:
     """The Dialogue deployment's streaming interface; `replies(text, memory, run_ahead)` says
-    what to answer: (sentences, summary) or None to refuse a run-ahead. `hang_on` hangs."""
+    what to answer: (sentences, summary fields) or None to refuse a run-ahead. `hang_on` hangs."""
 
     def __init__(self, replies, hang_on: str | None = None):
         self._replies, self._hang_on = replies, hang_on
         self.prepared = asyncio.Event()  # a run-ahead was asked for
+        self.requests: list[DialogueRequest] = []
         self.greeting = _Streaming(self._greeting)
         self.respond = _Streaming(self._respond)
 
     async def _greeting(self):
-        yield {"sentence": "Hello."}
-
-    async def _respond(self, text, memory, session_id="", caller_id="", history=None, run_ahead=False):
-        if run_ahead:
-            self.prepared.set()
-        if text == self._hang_on:
+        if self._hang_on == GREETING:
             await asyncio.Event().wait()
-        answer = self._replies(text, dict(memory), run_ahead)
+        yield Sentence(text="Hello.")
+        yield TurnSummary(intent="greeting")
+
+    async def _respond(self, request: DialogueRequest):
+        self.requests.append(request)
+        if request.run_ahead:
+            self.prepared.set()
+        if request.transcript == self._hang_on:
+            await asyncio.Event().wait()
+        answer = self._replies(request.transcript, dict(request.memory), request.run_ahead)
         if answer is None:
-            yield {"run_ahead": "refused"}
+            yield TurnSummary(refused=True)
             return
         sentences, summary = answer
         for s in sentences:
-            yield {"sentence": s}
-        yield summary
+            yield Sentence(text=s)
+        yield TurnSummary.model_validate(summary)
 
 
 def session_actor(dialogue, tmp_path, monkeypatch) -> ActorShim:
-    """The real SessionActor class (no Ray), started on a store in tmp_path."""
+    """The real SessionActor class (no Ray), started on a store in tmp_path; `dialogue` rides
+    along for `handler`."""
     monkeypatch.setenv("VOICE_STORE_PATH", str(tmp_path / "sessions.db"))
     get_settings.cache_clear()
     try:
         obj = SessionActor.__ray_actor_class__()
     finally:
         get_settings.cache_clear()
-    obj._dialogue = dialogue
     obj._engine.start("s1", "tester", "en-US")
-    return ActorShim(obj)
+    shim = ActorShim(obj)
+    shim.dialogue = dialogue
+    return shim
 
 
 class LoudVAD:
@@ -221,4 +234,5 @@ def handler(ws, actor, cfg: Settings, transcribe=None, synthesize=fake_tts, cloc
         return {"text": "", "confidence": 0.0}
 
     params = ConnectParams(caller_id="tester", sample_rate=RATE, output_sample_rate=RATE)
-    return Call(ws, params, "s1", actor, transcribe or no_asr, synthesize, LoudVAD(), cfg, clock=clock)
+    session = SessionClient(actor, actor.dialogue, actor.obj._engine.context(), Deadlines.from_settings(cfg))
+    return Call(ws, params, session, transcribe or no_asr, synthesize, LoudVAD(), cfg, clock=clock)

@@ -11,7 +11,7 @@ import pytest
 from serve_app.conversation.turns import FALLBACK_GREETING, SORRY_DIALOGUE
 from serve_app.deadlines import StageTimeout, first_within, within
 from serve_app.session_pool import SessionPool
-from tests.call_fakes import FakeDialogue, FakeWS, fake_tts, handler, session_actor, settings
+from tests.call_fakes import GREETING, FakeDialogue, FakeWS, fake_tts, handler, session_actor, settings
 
 FAST = dict(
     greeting_timeout_ms=200,
@@ -74,14 +74,28 @@ async def test_hang_up_during_a_stuck_turn_ends_the_call_within_the_checkpoint_d
 
 
 async def test_a_stuck_greeting_is_replaced_by_a_fallback_greeting(tmp_path, monkeypatch):
-    ws, actor = FakeWS(), session_actor(FakeDialogue(hours), tmp_path, monkeypatch)
-    actor.freeze()
+    ws, actor = FakeWS(), session_actor(FakeDialogue(hours, hang_on=GREETING), tmp_path, monkeypatch)
     h = handler(ws, actor, settings(**FAST))
     task = asyncio.create_task(h.run())
     await ws.idle(timeout=1.0)
     assert [e["text"] for e in ws.of("agent.text")] == [FALLBACK_GREETING]
     ws.text({"type": "hangup"})
     assert await asyncio.wait_for(task, 1) == "hangup"
+
+
+async def test_a_stuck_session_actor_does_not_hold_up_what_the_caller_hears(tmp_path, monkeypatch):
+    """Replies stream from the Dialogue, not through the actor: a frozen actor costs only its
+    records (each given up at its deadline), never the greeting or an answer."""
+    ws, actor = FakeWS(), session_actor(FakeDialogue(hours), tmp_path, monkeypatch)
+    actor.freeze()
+    h = handler(ws, actor, settings(**FAST))
+    task = asyncio.create_task(h.run())
+    await ws.idle(timeout=2.0)
+    events = await typed(ws, "when are you open")
+    assert [e["text"] for e in ws.of("agent.text")] == ["Hello.", "We're open nine to five."]
+    assert not [e for e in events if e["type"] == "error"]
+    ws.text({"type": "hangup"})
+    assert await asyncio.wait_for(task, 2) == "hangup"
 
 
 async def test_tts_without_first_audio_in_time_sends_the_text_and_an_error(tmp_path, monkeypatch):

@@ -66,27 +66,48 @@ def test_embeddings_are_unit_vectors_and_similar_for_paraphrases():
 
 
 def test_session_engine_checkpoints_every_turn_masked(tmp_path):
-    from deployments.session.engine import MAX_TURNS_GOODBYE, SessionEngine
+    from deployments.session.engine import SessionEngine
     from deployments.session.store import SessionStore
+    from models.dialogue import TurnSummary
+    from models.session import TurnFinish, TurnRecord
     from models.state import SessionStatus
 
     store = SessionStore(tmp_path / "s.db")
     engine = SessionEngine(store, max_turns=2)
     engine.start("sid", "caller-1", "en-US", "actor-x")
-    turn = engine.begin_turn("my card is 4111 1111 1111 1111, email me at a@b.com", "speech", 0.9)
-    engine.add_sentence(turn, "Got it.")
-    engine.finish_turn(turn.turn_id, {"asr_ms": 12.0})
+    said = "my card is 4111 1111 1111 1111, email me at a@b.com"
+    summary = TurnSummary(intent="pin", memory={**engine.memory(), "slots": {"awaiting": "pin"}})
+    recorded = engine.record_turn(
+        TurnRecord(turn_id=0, source="speech", transcript=said, sentences=["Got it."], summary=summary)
+    )
+    assert recorded.transcript == "my card is [CARD], email me at [EMAIL]"
+    assert recorded.context.awaiting == "pin" and recorded.context.next_turn_id == 1
+    engine.finish_turn(TurnFinish(turn_id=0, metrics={"asr_ms": 12.0}))
     saved = store.load("sid")
     assert saved.turns[0].transcript == "my card is [CARD], email me at [EMAIL]"
     assert saved.turns[0].metrics == {"asr_ms": 12.0} and saved.actor_id == "actor-x"
-    engine.begin_turn("two", "text")
-    assert not engine.over_turn_limit
-    engine.begin_turn("three", "text")
-    assert engine.over_turn_limit and MAX_TURNS_GOODBYE
+    pin = engine.record_turn(TurnRecord(turn_id=1, source="speech", transcript="one two three four"))
+    assert pin.transcript == "[PIN]"  # digits said when a PIN was asked for are a secret from the start
+    assert engine.over_turn_limit  # two caller turns: the next one gets the goodbye
+    stale = engine.record_turn(TurnRecord(turn_id=2, source="speech", transcript="hi", read_version=0))
+    assert stale.stale and len(engine.state.turns) == 2  # run ahead on a session that changed since
     engine.close("hangup")
     final = SessionStore(tmp_path / "s.db").load("sid")  # a second process sees it
     assert final.status == SessionStatus.ENDED and final.end_reason == "hangup" and final.ended_at_ms
     assert [e.kind for e in final.events] == ["session.started", "session.ended"]
+
+
+def test_after_a_barge_in_the_history_keeps_only_what_was_heard(tmp_path):
+    from deployments.session.engine import SessionEngine
+    from deployments.session.store import SessionStore
+    from models.session import TurnFinish, TurnRecord
+
+    engine = SessionEngine(SessionStore(tmp_path / "s.db"), max_turns=10)
+    engine.start("sid", "caller-1", "en-US")
+    engine.record_turn(TurnRecord(turn_id=0, source="speech", transcript="hours?", sentences=["Nine.", "To five."]))
+    version = engine.version
+    context = engine.finish_turn(TurnFinish(turn_id=0, interrupted=True, heard=["Nine."]))
+    assert [e.agent for e in context.history] == ["Nine."] and context.version > version
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,8 @@
 """Dialogue Serve deployment: the support agent (policy, tools, knowledge base) per replica.
 
-Stateless per call: each turn brings the caller's memory from the session actor and the
-updated memory goes back with the reply.
+Stateless per call: each turn brings the caller's memory and history (the Gateway's
+`TurnContext`, from the session actor) and the updated memory goes back in the `TurnSummary`
+that closes the reply stream; the Gateway hands it to the session actor.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from deployments.policy.escalation import EscalationClassifier
 from deployments.tools.breaker_actor import BreakerClient, breaker_actor
 from deployments.tools.router import NoToolsRouter, RunAheadRefused, ToolRouter
 from deployments.tools.support_store import SupportStore
+from models.dialogue import DialogueRequest, Sentence, TurnSummary
 
 log = logging.getLogger(__name__)
 
@@ -58,54 +60,49 @@ class Dialogue:
             self._last = (texts[0], vectors[0])
         return vectors
 
-    async def respond(
-        self,
-        transcript: str,
-        memory: dict,
-        session_id: str = "",
-        caller_id: str = "",
-        history: list[dict] | None = None,
-        run_ahead: bool = False,
-    ) -> AsyncIterator[dict]:
-        """Stream `{"sentence": ...}` items as the engine makes them, then one summary.
+    async def respond(self, request: DialogueRequest) -> AsyncIterator[Sentence | TurnSummary]:
+        """Stream each `Sentence` as the engine makes it, then one `TurnSummary`.
 
-        `run_ahead`: the caller may not have finished; answer only if it needs no tool and no
-        escalation (nothing that cannot be taken back), else yield `{"run_ahead": "refused"}`."""
+        A turn run ahead (the caller may not have finished) is answered only if it needs no
+        tool and no escalation (nothing that cannot be taken back); else `refused`."""
         result, started, first = None, time.monotonic(), True
-        engine = self._engine_ahead if run_ahead else self._engine
+        engine = self._engine_ahead if request.run_ahead else self._engine
+        history = [e.model_dump() for e in request.history]
         try:
-            async for item in engine.stream(transcript, memory, session_id, caller_id, history):
+            stream = engine.stream(request.transcript, request.memory, request.session_id, request.caller_id, history)
+            async for item in stream:
                 if isinstance(item, TurnResult):
                     result = item
                 elif first:  # the engine's own time to its first sentence, hops excluded
                     first = False
-                    yield {"sentence": item, "engine_ms": round((time.monotonic() - started) * 1000, 1)}
+                    yield Sentence(text=item, engine_ms=round((time.monotonic() - started) * 1000, 1))
                 else:
-                    yield {"sentence": item}
+                    yield Sentence(text=item)
         except RunAheadRefused:
-            yield {"run_ahead": "refused"}
+            yield TurnSummary(refused=True)
             return
-        if run_ahead and result.escalate:
-            yield {"run_ahead": "refused"}
+        if request.run_ahead and result.escalate:
+            yield TurnSummary(refused=True)
             return
         if result.escalate:
-            self._store.record(session_id, "escalation", result.escalate, "escalated", 0.0, {"intent": result.intent})
-        yield {
-            "intent": result.intent,
-            "score": result.score,
-            "end_call": result.end_call,
-            "escalate": result.escalate,
-            "memory": result.memory,
-            "policy": result.policy.model_dump(),
-            "tool_results": [t.model_dump() for t in result.tool_results],
-            "sensitive": result.sensitive,
-            "kb_confidence": result.kb_confidence,
-        }
+            intent = {"intent": result.intent}
+            self._store.record(request.session_id, "escalation", result.escalate, "escalated", 0.0, intent)
+        yield TurnSummary(
+            intent=result.intent,
+            score=result.score,
+            end_call=result.end_call,
+            escalate=result.escalate,
+            memory=result.memory,
+            policy=result.policy,
+            tool_results=result.tool_results,
+            sensitive=result.sensitive,
+            kb_confidence=result.kb_confidence,
+        )
 
-    async def greeting(self) -> AsyncIterator[dict]:
+    async def greeting(self) -> AsyncIterator[Sentence | TurnSummary]:
         for sentence in GREETING:
-            yield {"sentence": sentence}
-        yield {"intent": "greeting", "score": 1.0, "end_call": False}
+            yield Sentence(text=sentence)
+        yield TurnSummary(intent="greeting", score=1.0)
 
 
 async def build_engine(settings: Settings, router: ToolRouter, kb: KnowledgeBase, embed_many):

@@ -1,6 +1,8 @@
 """Per-call conversation bookkeeping: turns, history, limits and checkpoints.
 
-Pure Python (pydantic + sqlite3); the Ray actor around it adds only the dialogue call.
+Pure Python (pydantic + sqlite3); the Ray actor around it only passes messages. The Gateway
+numbers the turns (it speaks them) and sends each one's record once its reply has streamed;
+this engine masks, applies the dialogue's verdict, and answers with the next `TurnContext`.
 """
 
 from __future__ import annotations
@@ -8,7 +10,9 @@ from __future__ import annotations
 from common.pii import mask_pii
 from deployments.policy.slots import extract_pin
 from deployments.session.store import SessionStore
-from models.state import CallEvent, PolicyDecision, SessionState, SessionStatus, ToolResult, TurnState, now_ms
+from models.dialogue import Exchange, TurnSummary
+from models.session import TurnContext, TurnFinish, TurnRecord, TurnRecorded
+from models.state import CallEvent, SessionState, SessionStatus, TurnState, now_ms
 
 MAX_TURNS_GOODBYE = "We've covered a lot on this call, so I'll end it here. Thanks for calling. Goodbye."
 # What the dialogue engine may read and update between turns.
@@ -23,13 +27,21 @@ MEMORY_FIELDS = (
 )
 
 
+def masked_transcript(transcript: str, awaiting: str | None) -> str:
+    """The caller's words as they may be shown and stored: PII masked, and digits said when
+    the agent asked for a PIN are a secret from the start."""
+    if awaiting == "pin" and extract_pin(transcript):
+        return "[PIN]"
+    return mask_pii(transcript)
+
+
 class SessionEngine:
     def __init__(self, store: SessionStore, max_turns: int):
         self._store = store
         self._max_turns = max_turns
         self.state: SessionState | None = None
         # Bumped by every change to the memory or history a turn run ahead may have read, so
-        # a turn prepared before a typed turn, a session-API reply or a command is not applied.
+        # a turn prepared before a typed turn, a session-API reply or a barge-in is not applied.
         self.version = 0
 
     def start(
@@ -42,27 +54,41 @@ class SessionEngine:
         self.checkpoint()
         return self.state
 
-    def begin_turn(self, transcript: str, source: str, confidence: float | None = None) -> TurnState:
-        masked = mask_pii(transcript)
-        if self.state.slots.get("awaiting") == "pin" and extract_pin(transcript):
-            masked = "[PIN]"  # the agent asked for a PIN and digits came: a secret from the start
-        turn = TurnState(turn_id=self.state.next_turn_id, source=source, transcript=masked, asr_confidence=confidence)
+    def context(self) -> TurnContext:
+        state = self.state
+        history = [
+            Exchange(user=t.transcript, agent=" ".join(t.reply))
+            for t in state.turns
+            if t.source != "greeting" and t.reply
+        ]
+        return TurnContext(
+            session_id=state.session_id,
+            caller_id=state.caller_id,
+            version=self.version,
+            next_turn_id=max((t.turn_id for t in state.turns), default=-1) + 1,
+            memory=self.memory(),
+            history=history,
+            awaiting=self.awaiting,
+            over_turn_limit=self.over_turn_limit,
+        )
+
+    def record_turn(self, record: TurnRecord) -> TurnRecorded:
+        """Record a turn: its words, masked, and the dialogue's verdict. A turn run ahead is
+        refused (`stale`) when anything changed since it read its context."""
+        if record.read_version is not None and record.read_version != self.version:
+            return TurnRecorded(stale=True, context=self.context())
+        turn = TurnState(
+            turn_id=record.turn_id,
+            source=record.source,
+            transcript=masked_transcript(record.transcript, self.awaiting),
+            asr_confidence=record.confidence,
+            reply=[mask_pii(s) for s in record.sentences],
+        )
         self.state.turns.append(turn)
         self.version += 1
-        return turn
-
-    def commit_prepared(
-        self, transcript: str, source: str, confidence: float | None, prepared: dict
-    ) -> TurnState | None:
-        """Record a turn run ahead (`prepared`: sentences, summary, the version it read), or
-        None when anything changed since: its memory would overwrite the newer one."""
-        if prepared.get("version") != self.version:
-            return None
-        turn = self.begin_turn(transcript, source, confidence)
-        for sentence in prepared["sentences"]:
-            self.add_sentence(turn, sentence)
-        self.apply_result(turn, prepared["summary"])
-        return turn
+        if record.summary is not None:
+            self._apply(turn, record.summary)
+        return TurnRecorded(transcript=turn.transcript, context=self.context())
 
     @property
     def awaiting(self) -> str | None:
@@ -71,50 +97,45 @@ class SessionEngine:
 
     @property
     def over_turn_limit(self) -> bool:
+        """The next caller turn would be past the limit: it gets the goodbye."""
         caller_turns = sum(1 for t in self.state.turns if t.source != "greeting")
-        return caller_turns > self._max_turns
-
-    def add_sentence(self, turn: TurnState, sentence: str) -> None:
-        turn.reply.append(mask_pii(sentence))
+        return caller_turns >= self._max_turns
 
     def memory(self) -> dict:
         return self.state.model_dump(include=set(MEMORY_FIELDS), mode="json")
 
-    def apply_result(self, turn: TurnState, summary: dict) -> None:
+    def _apply(self, turn: TurnState, summary: TurnSummary) -> None:
         """Take the dialogue engine's verdict on a turn: memory, intent, tools, escalation."""
-        self.version += 1
-        for name, value in (summary.get("memory") or {}).items():
+        for name, value in (summary.memory or {}).items():
             if name in MEMORY_FIELDS:
                 setattr(self.state, name, value)
-        turn.intent = summary.get("intent")
-        if summary.get("policy"):
-            turn.policy = PolicyDecision.model_validate(summary["policy"])
-        turn.tool_results = [ToolResult.model_validate(t) for t in summary.get("tool_results") or []]
-        if summary.get("sensitive"):
+        turn.intent = summary.intent
+        if summary.policy is not None:
+            turn.policy = summary.policy
+        turn.tool_results = list(summary.tool_results)
+        if summary.sensitive:
             turn.transcript = "[PIN]"  # a secret was said: it never reaches the store
         for tool in turn.tool_results:
             self.record("tool", turn.turn_id, tool=tool.tool, ok=tool.ok, error=tool.error, latency_ms=tool.latency_ms)
-        if summary.get("escalate"):
+        if summary.escalate:
             self.state.status = SessionStatus.ESCALATED
-            self.record("escalation", turn.turn_id, reason=summary["escalate"])
+            self.record("escalation", turn.turn_id, reason=summary.escalate)
 
-    def finish_turn(
-        self,
-        turn_id: int,
-        metrics: dict[str, float] | None = None,
-        interrupted: bool = False,
-        heard: list[str] | None = None,
-    ) -> None:
-        """Close a turn; after a barge-in `heard` is the part of the reply the caller heard,
-        and only that stays in the history the dialogue sees."""
-        if 0 <= turn_id < len(self.state.turns):
-            turn = self.state.turns[turn_id]
-            turn.metrics.update(metrics or {})
-            turn.interrupted = turn.interrupted or interrupted
-            if heard is not None:
-                turn.reply = [mask_pii(s) for s in heard]
+    def turn(self, turn_id: int) -> TurnState | None:
+        return next((t for t in reversed(self.state.turns) if t.turn_id == turn_id), None)
+
+    def finish_turn(self, finish: TurnFinish) -> TurnContext:
+        """Close a turn and checkpoint; after a barge-in only what the caller heard of the
+        reply stays in the history the dialogue sees."""
+        turn = self.turn(finish.turn_id)
+        if turn is not None:
+            turn.metrics.update(finish.metrics)
+            turn.interrupted = turn.interrupted or finish.interrupted
+            if finish.heard is not None:
+                turn.reply = [mask_pii(s) for s in finish.heard]
                 self.version += 1  # the history changed
         self.checkpoint()
+        return self.context()
 
     def record(self, kind: str, turn_id: int | None = None, **detail) -> None:
         self.state.events.append(CallEvent(kind=kind, turn_id=turn_id, detail=detail))

@@ -15,6 +15,7 @@ from serve_app.conversation.channel import Channel
 from serve_app.conversation.hearing import Hearing
 from serve_app.conversation.playback import is_backchannel
 from serve_app.conversation.prefetch import Prefetch
+from serve_app.conversation.session_client import SessionClient
 from serve_app.conversation.turn_parts import Ahead, discard_ahead, ms_since
 from serve_app.deadlines import Deadlines, StageTimeout, within
 
@@ -27,14 +28,14 @@ class AheadRunner:
         channel: Channel,
         hearing: Hearing,
         partial_event: Callable[[str], str],
-        actor,
+        session: SessionClient,
         synthesize,
         params: ConnectParams,
         session_id: str,
         deadlines: Deadlines,
     ):
         self._channel, self._hearing, self._partial_event = channel, hearing, partial_event
-        self._actor, self._synthesize, self.params, self.session_id = actor, synthesize, params, session_id
+        self._session, self._synthesize, self.params, self.session_id = session, synthesize, params, session_id
         self._dl = deadlines
         self.task: asyncio.Task | None = None
 
@@ -62,21 +63,18 @@ class AheadRunner:
             return ahead
         t0 = time.monotonic()
         try:
-            prepared = await within(self._actor.prepare_turn.remote(ahead.text), self._dl.dialogue_s, "prepare_turn")
+            prepared = await within(self._session.prepare(ahead.text), self._dl.dialogue_s, "prepare_turn")
         except Exception as exc:
             log.warning("call %s: reply not prepared ahead: %r", self.session_id, exc)
             return ahead  # the turn runs at the endpoint, which reports any failure
-        if prepared.get("refused") or not prepared["sentences"]:
-            log.info(
-                "call %s: reply not prepared ahead (%s)",
-                self.session_id,
-                "refused" if prepared.get("refused") else "no sentence",
-            )
+        if prepared is None or not prepared.sentences:
+            why = "refused" if prepared is None else "no sentence"
+            log.info("call %s: reply not prepared ahead (%s)", self.session_id, why)
             return ahead
         ahead.dialogue_ms = ms_since(t0)
         t1 = time.monotonic()
         audio = Prefetch(
-            self._synthesize(prepared["sentences"][0], self.params.output_sample_rate, self.params.locale, True)
+            self._synthesize(prepared.sentences[0], self.params.output_sample_rate, self.params.locale, True)
         )
         try:
             started = await within(audio.started(), self._dl.tts_first_audio_s, "tts first audio")

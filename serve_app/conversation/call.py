@@ -1,8 +1,8 @@
-"""One call on the ingress WebSocket: hear (listener), think (turns, through the session actor),
-speak (speaker). This module wires the parts and runs the call's life.
+"""One call on the ingress WebSocket: hear (listener), think (turns: the Dialogue's reply, each
+turn recorded with the session actor), speak (speaker). This module wires the parts and runs the call's life.
 
 Tasks share the call: the listener (frames in, VAD endpointing), the turn worker (transcribe,
-dialogue, synthesize), the idle timer, the session-API command poll and a TTL timer. Whatever
+dialogue, synthesize), the idle timer, the session-API command stream and a TTL timer. Whatever
 ends the call sets one future with a reason and close code; `run` then says `session.ended`
 and closes. The listener reports through hooks, which this class implements: it decides what a
 pause, an end of turn or speech over the agent means for turns and speaking.
@@ -23,11 +23,12 @@ from serve_app.conversation.channel import CLOSE_WAIT_S, Channel, quietly
 from serve_app.conversation.hearing import Transcribe
 from serve_app.conversation.listener import Listener
 from serve_app.conversation.record import Record
+from serve_app.conversation.session_client import SessionClient
 from serve_app.conversation.speaker import Speaker, Synthesize
 from serve_app.conversation.timers import Timers
 from serve_app.conversation.turn_parts import TurnInput
 from serve_app.conversation.turns import Turns
-from serve_app.deadlines import Deadlines, within
+from serve_app.deadlines import Deadlines
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,7 @@ class Call:
         self,
         ws,
         params: ConnectParams,
-        session_id: str,
-        actor,
+        session: SessionClient,
         transcribe: Transcribe,
         synthesize: Synthesize,
         vad_stream: VADStream,
@@ -47,7 +47,8 @@ class Call:
         breaker=None,
         clock=time.monotonic,
     ):
-        self.params, self.session_id, self.actor = params, session_id, actor
+        self.params, self.session, self.session_id = params, session, session.session_id
+        session_id = self.session_id
         self._settings = settings
         self._dl = Deadlines.from_settings(settings)
         self._ended: asyncio.Future = asyncio.get_running_loop().create_future()
@@ -57,7 +58,7 @@ class Call:
         self.listener = Listener(
             self.channel, self, params, session_id, transcribe, vad_stream, settings, breaker, clock
         )
-        self.record = Record(self.channel, actor, session_id, self._dl, observe or (lambda stage, ms: None))
+        self.record = Record(self.channel, session, self._dl, observe or (lambda stage, ms: None), self._awaiting)
         self.speaker = Speaker(
             self.channel,
             params,
@@ -71,7 +72,7 @@ class Call:
             self.channel,
             self.listener.hearing,
             self.listener.partial_event,
-            actor,
+            session,
             synthesize,
             params,
             session_id,
@@ -83,8 +84,7 @@ class Call:
             self.speaker,
             self.ahead,
             self.record,
-            actor,
-            session_id,
+            session,
             self._dl,
             settings.turn_timeout_ms / 1000,
             self.finish,
@@ -94,11 +94,8 @@ class Call:
             self.listener,
             self.speaker,
             self.turns,
-            self.record,
-            actor,
-            session_id,
+            session,
             settings,
-            self._dl,
             self.finish,
         )
 
@@ -143,10 +140,13 @@ class Call:
             return
         self._final_tried = True
         try:
-            await within(self.actor.finalize.remote(reason), self._dl.checkpoint_s, "final checkpoint")
+            await self.session.finalize(reason)
             self.finalized = True
         except Exception as exc:
             log.error("call %s: final checkpoint failed: %r", self.session_id, exc)
+
+    def _awaiting(self, what: str | None) -> None:
+        self.listener.awaiting_pin = what == "pin"
 
     def finish(self, reason: str, close_code: int | None = CloseCode.NORMAL) -> None:
         if not self._ended.done():

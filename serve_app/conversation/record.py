@@ -1,41 +1,94 @@
-"""Bookkeeping with the session actor: calls bounded by their deadline, and a turn's close
-(its metrics to the client and the stage histograms, its record to the actor)."""
+"""A turn's record with the session actor: its words and verdict when the reply stream ends
+(however it ends), its close when its audio ends (metrics to the client and the stage
+histograms; after a barge-in, what the caller heard)."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
+from models.dialogue import Sentence, TurnSummary
 from models.protocol import event
+from models.session import TurnFinish, TurnRecord, TurnRecorded
 from serve_app.conversation.channel import Channel
-from serve_app.conversation.turn_parts import orchestration_ms
-from serve_app.deadlines import Deadlines, within
-
-log = logging.getLogger(__name__)
+from serve_app.conversation.session_client import SessionClient
+from serve_app.conversation.turn_parts import ms_since, orchestration_ms
+from serve_app.deadlines import Deadlines, items_within
 
 
 class Record:
-    def __init__(self, channel: Channel, actor, session_id: str, deadlines: Deadlines, observe: Callable):
-        self._channel, self._actor, self.session_id, self._dl = channel, actor, session_id, deadlines
+    def __init__(
+        self,
+        channel: Channel,
+        session: SessionClient,
+        deadlines: Deadlines,
+        observe: Callable[[str, float], None],
+        on_awaiting: Callable[[str | None], None],
+    ):
+        self._channel, self._session, self._dl = channel, session, deadlines
         self._observe = observe
+        self._on_awaiting = on_awaiting  # what the agent now asks for (a PIN masks partials)
 
-    async def actor_call(self, ref, what: str, default=None):
-        """A bookkeeping call to the session actor, within its deadline; `default` if it fails."""
+    async def record(self, record: TurnRecord) -> TurnRecorded | None:
+        recorded = await self._session.record(record)
+        if recorded is not None:
+            self._on_awaiting(recorded.context.awaiting)
+        return recorded
+
+    async def sentences(
+        self,
+        items,
+        record: TurnRecord,
+        metrics: dict | None = None,
+        started: float = 0.0,
+        deadline: float | None = None,
+        head: Sentence | None = None,
+    ):
+        """The sentences of a Dialogue reply stream, each within the dialogue deadline; they
+        and the closing summary go into `record`."""
+
+        async def stream():
+            if head is not None:
+                yield head
+            async for item in items_within(items, deadline or self._dl.dialogue_s, "dialogue"):
+                yield item
+
+        async for item in self.passing(record, stream()):
+            if isinstance(item, Sentence):
+                if metrics is not None and "dialogue_first_sentence_ms" not in metrics:
+                    metrics["dialogue_first_sentence_ms"] = ms_since(started)
+                    if item.engine_ms is not None:
+                        metrics["dialogue_engine_ms"] = item.engine_ms
+                record.sentences.append(item.text)
+                yield item.text
+            elif isinstance(item, TurnSummary):
+                record.summary = item
+
+    async def passing(self, record: TurnRecord, items):
+        """`items` passed through (plain sentences are added to `record`); then `record` goes
+        to the session actor: awaited when the stream ended or failed (what was said before a
+        failure is kept), sent unawaited when the call is being torn down."""
         try:
-            return await within(ref, self._dl.actor_call_s, what)
-        except Exception as exc:
-            log.warning("call %s: session actor %s failed: %r", self.session_id, what, exc)
-            return default
+            async for item in items:
+                if isinstance(item, str):
+                    record.sentences.append(item)
+                yield item
+        except Exception:
+            await self.record(record)
+            raise
+        except BaseException:
+            self._session.record_unawaited(record)
+            raise
+        await self.record(record)
 
     async def finish_turn(
         self, turn_id: int, metrics: dict | None, interrupted: bool = False, heard_part: list[str] | None = None
     ) -> None:
         if metrics and (orchestration := orchestration_ms(metrics)) is not None:
             metrics["orchestration_ms"] = orchestration
-        numbers = {k: v for k, v in (metrics or {}).items() if isinstance(v, (int, float))}
+        numbers = {k: float(v) for k, v in (metrics or {}).items() if isinstance(v, (int, float))}
         if metrics:
             await self._channel.send_text(event("turn.metrics", turn_id=turn_id, interrupted=interrupted, **metrics))
             for stage, ms in numbers.items():
                 self._observe(stage, ms)
-        ref = self._actor.finish_turn.remote(turn_id, numbers, interrupted, heard_part)
-        await self.actor_call(ref, "finish_turn")
+        finish = TurnFinish(turn_id=turn_id, metrics=numbers, interrupted=interrupted, heard=heard_part)
+        await self._session.finish_turn(finish)

@@ -1,5 +1,5 @@
 """A call's timers and remote control: the idle check-in and goodbye, the call's TTL, and the
-session-API commands (say, reply, interrupt, close) long-polled from the session actor."""
+session-API commands (say, reply, interrupt, close) the session actor pushes."""
 
 from __future__ import annotations
 
@@ -10,20 +10,21 @@ from collections.abc import Callable
 
 from common.config import Settings
 from models.protocol import ProtocolError
+from models.session import SessionCommand
 from serve_app.conversation.channel import Channel
 from serve_app.conversation.guards import cancelling
 from serve_app.conversation.listener import Listener
-from serve_app.conversation.record import Record
+from serve_app.conversation.session_client import SessionClient
 from serve_app.conversation.speaker import Speaker
 from serve_app.conversation.turn_parts import TurnInput
 from serve_app.conversation.turns import Turns
-from serve_app.deadlines import Deadlines, StageTimeout, within
 
 log = logging.getLogger(__name__)
 
 CHECK_IN = "Are you still there?"
 IDLE_GOODBYE = "I haven't heard from you, so I'll end the call now. Goodbye."
 IDLE_TICK_S = 0.25
+COMMAND_RETRY_S = 1.0
 
 
 class Timers:
@@ -33,16 +34,13 @@ class Timers:
         listener: Listener,
         speaker: Speaker,
         turns: Turns,
-        record: Record,
-        actor,
-        session_id: str,
+        session: SessionClient,
         settings: Settings,
-        deadlines: Deadlines,
         finish: Callable[[str], None],
     ):
         self._channel, self._listener, self._speaker, self._turns = channel, listener, speaker, turns
-        self._record, self._actor, self.session_id = record, actor, session_id
-        self._settings, self._dl, self._finish = settings, deadlines, finish
+        self._session, self.session_id = session, session.session_id
+        self._settings, self._finish = settings, finish
         self.idle_checks = 0  # unanswered check-ins; the caller speaking or typing resets it
 
     async def ttl(self) -> None:
@@ -78,25 +76,25 @@ class Timers:
             self._turns.enqueue(TurnInput("checkin", eos_at=quiet_since, text=CHECK_IN))
 
     async def commands(self) -> None:
-        """Long-poll the session actor for session-API commands (say, reply, interrupt, close)."""
+        """Session-API commands (say, reply, interrupt, close), pushed by the session actor on
+        one stream for the call's life; reopened after a second if it breaks."""
         while not cancelling():
             try:
-                poll = self._actor.next_command.remote(self._dl.command_poll_s)
-                cmd = await within(poll, self._dl.command_poll_s + self._dl.actor_call_s, "next_command")
-            except StageTimeout:
-                log.warning("call %s: the session actor did not answer its command poll", self.session_id)
-                continue
-            if cmd is None:
-                continue
-            op = cmd["op"]
-            try:
-                if op in ("say", "reply"):
-                    self._turns.enqueue(TurnInput(op, eos_at=time.monotonic(), text=cmd["text"]))
-                elif op == "interrupt":
-                    await self._speaker.interrupt()
-                elif op == "close":
-                    await self._speaker.interrupt()
-                    self._finish(cmd.get("reason") or "closed")
-            except ProtocolError as exc:  # the turn queue is full
-                log.warning("call %s: session API %s refused: %s", self.session_id, op, exc.message)
-                await self._record.actor_call(self._actor.command_failed.remote(op), "command_failed")
+                async for cmd in self._session.commands():
+                    await self._apply(cmd)
+            except Exception as exc:
+                log.warning("call %s: session-API command stream broke (%r); reopening", self.session_id, exc)
+            await asyncio.sleep(COMMAND_RETRY_S)
+
+    async def _apply(self, cmd: SessionCommand) -> None:
+        try:
+            if cmd.op in ("say", "reply"):
+                self._turns.enqueue(TurnInput(cmd.op, eos_at=time.monotonic(), text=cmd.text))
+            elif cmd.op == "interrupt":
+                await self._speaker.interrupt()
+            elif cmd.op == "close":
+                await self._speaker.interrupt()
+                self._finish(cmd.reason)
+        except ProtocolError as exc:  # the turn queue is full
+            log.warning("call %s: session API %s refused: %s", self.session_id, cmd.op, exc.message)
+            await self._session.command_failed(cmd.op)

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 
 from serve_app.conversation.prefetch import Prefetch
+from serve_app.conversation.session_client import Prepared
 
 
 @dataclass
@@ -28,7 +29,7 @@ class Ahead:
     text: str
     confidence: float | None
     ready_at: float
-    prepared: dict | None = None  # actor.prepare_turn's answer
+    prepared: Prepared | None = None  # the reply, run ahead
     audio: Prefetch | None = None  # the first sentence's audio: begun, still streaming
     dialogue_ms: float = 0.0
     tts_ms: float = 0.0

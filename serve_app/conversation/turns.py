@@ -1,6 +1,6 @@
 """Turns: the queue of what the caller (or the session API, or the idle timer) asked for, one
-worker taking them in order, the transcript (from the run-ahead when it had one), the dialogue
-through the session actor, and each turn's metrics and record."""
+worker taking them in order, the transcript (from the run-ahead when it had one), the reply
+streamed from the Dialogue, and each turn's record with the session actor."""
 
 from __future__ import annotations
 
@@ -9,16 +9,20 @@ import logging
 import time
 from collections.abc import Callable
 
+from deployments.session.engine import MAX_TURNS_GOODBYE, masked_transcript
+from models.dialogue import TurnSummary
 from models.protocol import ProtocolError, event
+from models.session import TurnRecord
 from serve_app.conversation.ahead import AheadRunner
 from serve_app.conversation.channel import Channel
 from serve_app.conversation.guards import cancelling
 from serve_app.conversation.listener import Listener
 from serve_app.conversation.playback import is_backchannel
 from serve_app.conversation.record import Record
+from serve_app.conversation.session_client import SessionClient
 from serve_app.conversation.speaker import Speaker
 from serve_app.conversation.turn_parts import Ahead, TurnInput, aiter_of, discard_ahead, ms_since
-from serve_app.deadlines import Deadlines, items_within, next_item, within
+from serve_app.deadlines import Deadlines, next_item, within
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +39,13 @@ class Turns:
         speaker: Speaker,
         ahead: AheadRunner,
         record: Record,
-        actor,
-        session_id: str,
+        session: SessionClient,
         deadlines: Deadlines,
         turn_timeout_s: float,
         finish: Callable[[str], None],
     ):
         self._channel, self._listener, self._speaker, self.ahead = channel, listener, speaker, ahead
-        self._record = record
-        self.actor, self.session_id, self._dl = actor, session_id, deadlines
+        self._record, self.session, self.session_id, self._dl = record, session, session.session_id, deadlines
         self._turn_timeout_s = turn_timeout_s
         self._finish = finish  # ends the call with a reason
         self.queue: asyncio.Queue[TurnInput] = asyncio.Queue(maxsize=8)
@@ -60,11 +62,12 @@ class Turns:
     async def run(self) -> None:
         """Greet, then take turns one at a time."""
         speaker = self._speaker
-        greeting = self.actor.greet.remote()
+        greeting = self.session.greeting()
         try:
             first = await within(next_item(greeting), self._dl.greeting_s, "greeting")
-            sentences = self._sentences_from(greeting, {}, deadline=self._dl.greeting_s)
-            ok = await speaker.reply(first["turn_id"], sentences, metrics=None)
+            record = TurnRecord(turn_id=self.session.next_turn_id, source="greeting")
+            sentences = self._record.sentences(greeting, record, deadline=self._dl.greeting_s, head=first)
+            ok = await speaker.reply(record.turn_id, sentences, metrics=None)
         except Exception as exc:
             log.warning("call %s: greeting failed: %r", self.session_id, exc)
             ok = False
@@ -93,10 +96,9 @@ class Turns:
         speaker = self._speaker
         if turn.source in ("say", "checkin", "goodbye"):
             await speaker.settle(resume=False)
-            said = await self._record.actor_call(
-                self.actor.say_turn.remote(turn.text, turn.source), "say_turn", {"turn_id": None}
-            )
-            await speaker.reply(said["turn_id"], aiter_of([turn.text]), metrics=None)
+            said = TurnRecord(turn_id=self.session.next_turn_id, source=turn.source, sentences=[turn.text])
+            recorded = await self._record.record(said)
+            await speaker.reply(said.turn_id if recorded else None, aiter_of([turn.text]), metrics=None)
             await speaker.settle(resume=False)
             if turn.source == "goodbye":
                 self._finish("idle_timeout")
@@ -130,39 +132,44 @@ class Turns:
             summary = await self._run_dialogue(text, turn.source, confidence, metrics, turn.eos_at)
             if summary is None:
                 return
-        if summary.get("escalate"):
-            await self._channel.send_text(event("escalation", reason=summary["escalate"]))
-        if summary.get("end_call"):
+        if summary.escalate:
+            await self._channel.send_text(event("escalation", reason=summary.escalate))
+        if summary.end_call:
             if speaker.interrupted is None:
                 await speaker.pacer.drain()
             await speaker.settle(resume=False)
-            self._finish(summary.get("reason") or "agent_hangup")
+            self._finish(summary.end_reason or "agent_hangup")
             return
         if speaker.settle_now:
             await speaker.settle(resume=False)
 
-    async def _commit(self, ahead: Ahead, text: str, turn: TurnInput, confidence, metrics: dict) -> dict | None:
+    async def _commit(self, ahead: Ahead, text: str, turn: TurnInput, confidence, metrics: dict) -> TurnSummary | None:
         """Play a turn run ahead. None when the session changed since it was prepared (a typed
         turn, a session-API reply): its memory is stale, so the turn is run anew."""
-        try:
-            ref = self.actor.commit_turn.remote(text, turn.source, confidence, ahead.prepared)
-            committed = await within(ref, self._dl.actor_call_s, "commit_turn")
-        except Exception as exc:
-            log.warning("call %s: commit failed: %r", self.session_id, exc)
+        prepared = ahead.prepared
+        record = TurnRecord(
+            turn_id=self.session.next_turn_id,
+            source=turn.source,
+            transcript=text,
+            confidence=confidence,
+            sentences=prepared.sentences,
+            summary=prepared.summary,
+            read_version=prepared.version,
+        )
+        recorded = await self._record.record(record)
+        if recorded is None:
             await self._channel.error("dialogue_failed", "the agent could not answer this turn")
             await self._speaker.say_fallback(SORRY_DIALOGUE)
-            return {}
-        if committed.get("stale"):
+            return TurnSummary()
+        if recorded.stale:
             log.info("call %s: the session changed since this turn was run ahead; running it again", self.session_id)
             return None
-        self._note(committed)
         metrics.update(preempted="reply", dialogue_first_sentence_ms=ahead.dialogue_ms)
-        turn_id = committed["turn_id"]
-        await self._channel.send_text(event("transcript", turn_id=turn_id, text=committed["transcript"], final=True))
+        await self._channel.send_text(event("transcript", turn_id=record.turn_id, text=recorded.transcript, final=True))
         audio, ahead.audio = ahead.audio, None  # from here on the reply owns it
-        sentences = aiter_of(ahead.prepared["sentences"])
-        await self._speaker.reply(turn_id, sentences, metrics, turn.eos_at, audio, ahead.tts_ms)
-        return committed
+        sentences = aiter_of(prepared.sentences)
+        await self._speaker.reply(record.turn_id, sentences, metrics, turn.eos_at, audio, ahead.tts_ms)
+        return prepared.summary
 
     async def _transcript(self, turn: TurnInput, metrics: dict) -> Ahead | None:
         """The run-ahead's transcript when it had one, else transcribe now."""
@@ -190,51 +197,39 @@ class Turns:
         metrics["eos_to_transcript_ms"] = ms_since(turn.eos_at)
         return Ahead(result["text"], result["confidence"], time.monotonic())
 
-    async def _run_dialogue(self, text: str, source: str, confidence, metrics: dict, eos_at: float) -> dict | None:
-        """The turn through the session actor, its sentences spoken as they come."""
-        speaker = self._speaker
-        started = time.monotonic()
-        items = self.actor.run_turn.remote(text, source, confidence)
-        try:
-            head = await within(next_item(items), self._dl.dialogue_s, "dialogue")
-        except Exception as exc:
-            log.warning("call %s: dialogue failed: %r", self.session_id, exc)
-            await self._channel.error("dialogue_failed", "the agent could not answer this turn")
-            await speaker.say_fallback(SORRY_DIALOGUE)
-            return None
+    async def _run_dialogue(
+        self, text: str, source: str, confidence, metrics: dict, eos_at: float
+    ) -> TurnSummary | None:
+        """The turn through the Dialogue, its sentences spoken as they come; recorded with the
+        session actor when the reply stream closes."""
+        speaker, ctx = self._speaker, self.session.context
+        record = TurnRecord(turn_id=self.session.next_turn_id, source=source, transcript=text, confidence=confidence)
         if source != "reply":
-            final = event("transcript", turn_id=head["turn_id"], text=head["transcript"], final=True)
-            await self._channel.send_text(final)
-        summary: dict = {}
+            shown = masked_transcript(text, ctx.awaiting)
+            await self._channel.send_text(event("transcript", turn_id=record.turn_id, text=shown, final=True))
+        if ctx.over_turn_limit:
+            record.summary = TurnSummary(intent="max_turns", end_call=True)
+            sentences = self._record.passing(record, aiter_of([MAX_TURNS_GOODBYE]))
+            await speaker.reply(record.turn_id, sentences, metrics, eos_at)
+            return record.summary
+        started = time.monotonic()
+        try:
+            items = self.session.respond(text)
+        except Exception as exc:
+            items = _failed(exc)
         ok = await speaker.reply(
-            head["turn_id"], self._sentences_from(items, summary, metrics, started), metrics, eos_at
+            record.turn_id, self._record.sentences(items, record, metrics, started), metrics, eos_at
         )
         if not ok:
             await speaker.settle(resume=False)
             if source == "reply":
-                await self._record.actor_call(self.actor.command_failed.remote("reply"), "command_failed")
+                await self.session.command_failed("reply")
             await self._channel.error("dialogue_failed", "the agent could not answer this turn")
             await speaker.say_fallback(SORRY_DIALOGUE)
             return None
-        return summary
+        return record.summary or TurnSummary()
 
-    async def _sentences_from(
-        self, items, summary: dict, metrics: dict | None = None, started: float = 0.0, deadline: float | None = None
-    ):
-        """Sentences from an actor reply stream, each within the dialogue deadline; the closing
-        summary lands in `summary`."""
-        async for item in items_within(items, deadline or self._dl.dialogue_s, "dialogue"):
-            if "sentence" in item:
-                if metrics is not None and "dialogue_first_sentence_ms" not in metrics:
-                    metrics["dialogue_first_sentence_ms"] = ms_since(started)
-                    if "engine_ms" in item:
-                        metrics["dialogue_engine_ms"] = item["engine_ms"]
-                yield item["sentence"]
-            elif "turn_id" not in item:
-                summary.update(item)
-                self._note(item)
 
-    def _note(self, summary: dict) -> None:
-        """A turn's outcome from the session actor: is a PIN awaited now?"""
-        if "awaiting" in summary:
-            self._listener.awaiting_pin = summary["awaiting"] == "pin"
+async def _failed(exc: Exception):
+    raise exc
+    yield  # an async generator that fails when read

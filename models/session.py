@@ -1,0 +1,76 @@
+"""What a call's Gateway and its session actor say to each other (every message typed).
+
+The Gateway drives the call and streams each reply straight from the Dialogue deployment; the
+actor owns the session: it records each turn, applies the dialogue's verdict, checkpoints, and
+hands back the `TurnContext` the next turn needs. Session-API commands flow the other way.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from models.dialogue import Exchange, TurnSummary
+from models.state import SessionState
+
+TurnSource = Literal["greeting", "speech", "text", "say", "reply", "checkin", "goodbye"]
+
+
+class StartSession(BaseModel):
+    session_id: str
+    caller_id: str
+    locale: str = "en-US"
+
+
+class TurnContext(BaseModel):
+    """The session as the next turn needs it; the Gateway keeps the latest one it was given."""
+
+    session_id: str
+    caller_id: str
+    version: int  # bumped by every change a turn run ahead may have read
+    next_turn_id: int
+    memory: dict[str, Any]
+    history: list[Exchange] = Field(default_factory=list)
+    awaiting: str | None = None  # what the agent asked for (`pin` masks partial transcripts)
+    over_turn_limit: bool = False
+
+
+class SessionOpened(BaseModel):
+    state: SessionState
+    context: TurnContext
+
+
+class TurnRecord(BaseModel):
+    """A turn's words and outcome, sent once its reply stream has closed."""
+
+    turn_id: int
+    source: TurnSource
+    transcript: str = ""  # as heard; the actor masks it before it is stored
+    confidence: float | None = None
+    sentences: list[str] = Field(default_factory=list)
+    summary: TurnSummary | None = None  # None: the dialogue failed before its verdict
+    read_version: int | None = None  # run ahead: the context version it read (stale if changed since)
+
+
+class TurnRecorded(BaseModel):
+    stale: bool = False  # the session changed since the turn was run ahead: nothing recorded
+    transcript: str = ""  # masked, as stored
+    context: TurnContext
+
+
+class TurnFinish(BaseModel):
+    """A turn's close, when its audio is done: metrics, and after a barge-in what was heard."""
+
+    turn_id: int
+    metrics: dict[str, float] = Field(default_factory=dict)
+    interrupted: bool = False
+    heard: list[str] | None = None  # only these sentences stay in the history
+
+
+class SessionCommand(BaseModel):
+    """The session API steering a live call (serve_app.session_api)."""
+
+    op: Literal["say", "reply", "interrupt", "close"]
+    text: str = ""
+    reason: str = "closed"

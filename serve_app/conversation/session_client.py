@@ -1,0 +1,112 @@
+"""The call's typed side of its session actor, and its way to the Dialogue deployment.
+
+Replies stream straight from Dialogue to this Gateway (two hops to the first sentence, where
+relaying through the actor took four); the actor gets each turn's record when its stream
+closes and answers with the `TurnContext` the next turn needs, which this client keeps.
+Session-API commands arrive pushed on one stream for the call's life.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from models.dialogue import DialogueRequest, Sentence, TurnSummary
+from models.session import SessionCommand, TurnContext, TurnFinish, TurnRecord, TurnRecorded
+from serve_app.deadlines import Deadlines, items_within, within
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prepared:
+    """A reply run ahead of the endpoint, not yet recorded: it is recorded only if the session
+    is still at `version` when the caller has really stopped."""
+
+    sentences: list[str]
+    summary: TurnSummary
+    version: int
+
+
+class SessionClient:
+    def __init__(self, actor, dialogue, context: TurnContext, deadlines: Deadlines):
+        self.actor, self._dialogue, self._dl = actor, dialogue, deadlines
+        self.context = context  # the latest the actor gave: each record and finish renews it
+        self.session_id = context.session_id
+        self._next_turn_id = context.next_turn_id
+
+    @property
+    def next_turn_id(self) -> int:
+        """The number of the turn about to be spoken: the Gateway numbers turns, in order."""
+        return max(self._next_turn_id, self.context.next_turn_id)
+
+    def respond(self, transcript: str, run_ahead: bool = False):
+        """The Dialogue's reply stream for `transcript`, on the latest context."""
+        ctx = self.context
+        request = DialogueRequest(
+            transcript=transcript,
+            memory=ctx.memory,
+            session_id=ctx.session_id,
+            caller_id=ctx.caller_id,
+            history=ctx.history,
+            run_ahead=run_ahead,
+        )
+        return self._dialogue.respond.options(stream=True).remote(request)
+
+    def greeting(self):
+        return self._dialogue.greeting.options(stream=True).remote()
+
+    async def prepare(self, transcript: str) -> Prepared | None:
+        """Run the reply ahead, touching nothing; None when it needs a tool, a human or the
+        turn limit's goodbye (it then runs at the endpoint)."""
+        if self.context.over_turn_limit:
+            return None
+        version, sentences = self.context.version, []
+        async for item in items_within(self.respond(transcript, run_ahead=True), self._dl.dialogue_s, "prepare"):
+            if isinstance(item, Sentence):
+                sentences.append(item.text)
+            elif isinstance(item, TurnSummary):
+                return None if item.refused else Prepared(sentences, item, version)
+        return None
+
+    async def record(self, record: TurnRecord) -> TurnRecorded | None:
+        """Record a turn with the actor; None if it did not answer in time (logged)."""
+        try:
+            recorded = await within(self.actor.record_turn.remote(record), self._dl.actor_call_s, "record_turn")
+        except Exception as exc:
+            log.warning("call %s: session actor record_turn failed: %r", self.session_id, exc)
+            self._next_turn_id = max(self._next_turn_id, record.turn_id + 1)  # it may land late: never reuse
+            return None
+        if not recorded.stale:
+            self._next_turn_id = max(self._next_turn_id, record.turn_id + 1)
+        self.context = recorded.context
+        return recorded
+
+    def record_unawaited(self, record: TurnRecord) -> None:
+        """Record on the way out (the call is ending): sent now, ahead of the final checkpoint,
+        which the actor then runs after it (one caller's calls run in order)."""
+        try:
+            self.actor.record_turn.remote(record)
+        except Exception as exc:
+            log.warning("call %s: could not send turn %d's record: %r", self.session_id, record.turn_id, exc)
+
+    async def finish_turn(self, finish: TurnFinish) -> None:
+        try:
+            self.context = await within(self.actor.finish_turn.remote(finish), self._dl.actor_call_s, "finish_turn")
+        except Exception as exc:
+            log.warning("call %s: session actor finish_turn failed: %r", self.session_id, exc)
+
+    async def command_failed(self, op: str) -> None:
+        try:
+            await within(self.actor.command_failed.remote(op), self._dl.actor_call_s, "command_failed")
+        except Exception as exc:
+            log.warning("call %s: session actor command_failed failed: %r", self.session_id, exc)
+
+    async def commands(self) -> AsyncIterator[SessionCommand]:
+        """Session-API commands as the actor pushes them."""
+        async for ref in self.actor.commands.remote():
+            yield await ref
+
+    async def finalize(self, reason: str) -> None:
+        await within(self.actor.finalize.remote(reason), self._dl.checkpoint_s, "final checkpoint")
