@@ -14,6 +14,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from common.pii import mask_pii
+from deployments.dialogue.pin_check import PinVerdict, check_pin
 from deployments.dialogue.support import HANDOFF, MEMORY_DEFAULTS, REFUSAL, TurnResult
 from deployments.dialogue.text import split_sentences
 from deployments.policy.engine import PolicyContext, PolicyEngine
@@ -205,28 +206,18 @@ class OpenAIDialogueEngine:
             if m["auth_locked"]:
                 return {"error": "locked: too many wrong PINs, escalate to a human"}
             r.sensitive = True
-            pin_args = {"caller_id": caller_id, "pin": str(args.get("pin", "")), "session_id": session_id}
-            result = await self._tools.call("verify_pin", pin_args, session_id)
-            r.tool_results.append(result)
-            if result.error == "auth_locked":  # the store's lockout, across calls: even a right PIN is refused
-                m["auth_locked"] = True
+            pin, most = str(args.get("pin", "")), self._max_auth_failures
+            outcome = await check_pin(self._tools, pin, caller_id, session_id, m, r.tool_results, most)
+            if outcome.verdict is PinVerdict.LOCKED:
                 r.escalate, r.end_call, r.intent = "auth_locked", True, "escalation"
-                return {"verified": False, "error": "locked: too many wrong PINs, the call goes to a human"}
-            if result.ok:
-                m.update(
-                    authenticated=True,
-                    customer_id=result.output["customer_id"],
-                    customer_name=result.output["name"],
-                    auth_failures=0,
-                )
-                return {"verified": True, "name": result.output["name"]}
-            if result.error == "wrong_pin":
-                m["auth_failures"] += 1
-                if m["auth_failures"] >= self._max_auth_failures:
-                    m["auth_locked"] = True
-                    r.escalate, r.end_call, r.intent = "auth_locked", True, "escalation"
-                return {"verified": False, "attempts_left": max(0, self._max_auth_failures - m["auth_failures"])}
-            return {"error": result.error}
+                if outcome.by_store:
+                    return {"verified": False, "error": "locked: too many wrong PINs, the call goes to a human"}
+            if outcome.verdict is PinVerdict.VERIFIED:
+                return {"verified": True, "name": outcome.name}
+            if outcome.verdict is PinVerdict.UNAVAILABLE:
+                return {"error": outcome.error}
+            # a wrong PIN, or this call's last one (the call goes to a human): this call's count only
+            return {"verified": False, "attempts_left": outcome.attempts_left_here}
         if name in ACCOUNT_TOOLS:
             if not m["authenticated"]:
                 return {"error": "not_authenticated: ask the caller for their four-digit PIN first"}

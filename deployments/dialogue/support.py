@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from deployments.dialogue.knowledge_answers import KnowledgeAnswers
+from deployments.dialogue.pin_check import PinVerdict, check_pin
 from deployments.dialogue.returns import ReturnsFlow, note_reason, resume_prompt, spell
 from deployments.dialogue.text import split_sentences
 from deployments.policy.cues import accepts_offer, volunteered_pin
@@ -193,34 +194,19 @@ class SupportAgent(ReturnsFlow, KnowledgeAnswers):
 
     async def _verify_pin(self, pin: str, r: TurnResult, session_id: str, caller_id: str) -> TurnResult:
         m, slots = r.memory, r.memory["slots"]
-        args = {"caller_id": caller_id, "pin": pin, "session_id": session_id}
-        result = await self._tools.call("verify_pin", args, session_id)
-        r.tool_results.append(result)
-        if result.error == "auth_locked":  # the store's lockout, across calls: even a right PIN is refused
-            m["auth_locked"] = True
+        outcome = await check_pin(self._tools, pin, caller_id, session_id, m, r.tool_results, self._max_auth_failures)
+        if outcome.verdict is PinVerdict.LOCKED:
             slots.clear()
             return self._escalate("auth_locked", r)
-        if not result.ok and result.error != "wrong_pin":
+        if outcome.verdict is PinVerdict.UNAVAILABLE:
             slots.pop("awaiting", None)
             return self._failed(r.say("I can't check your PIN right now. Please try again in a moment."))
-        if not result.ok:
-            m["auth_failures"] += 1  # this call's count, for "N attempts left"; the store decides the lock
-            if m["auth_failures"] >= self._max_auth_failures:
-                m["auth_locked"] = True
-                slots.clear()
-                return self._escalate("auth_locked", r)
-            left = self._max_auth_failures - m["auth_failures"]
-            left = min(left, result.output.get("attempts_left") or left)
+        if outcome.verdict is PinVerdict.WRONG_PIN:
+            left = outcome.attempts_left
             return r.say(
                 "That PIN didn't match.",
                 f"Please try again. You have {left} {'attempt' if left == 1 else 'attempts'} left.",
             )
-        m.update(
-            authenticated=True,
-            customer_id=result.output["customer_id"],
-            customer_name=result.output["name"],
-            auth_failures=0,
-        )
         slots.pop("awaiting", None)
         pending = slots.pop("pending_intent", None)
         r.say(f"Thanks, {m['customer_name']}, you're verified.")

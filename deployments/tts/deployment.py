@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 
 from ray import serve
 
 from common.config import get_settings
+from common.failover import Failover
 from deployments.tts.engine import clauses, quick_start
 
 log = logging.getLogger(__name__)
@@ -27,6 +29,7 @@ class TTS:
         settings = get_settings()
         self._piper = PiperEngine(settings.piper_voice_path)
         self._cloud = None
+        self._failover = Failover("openai", "piper")  # piper speaks a sentence the cloud cannot start
         if settings.tts_provider == "openai":
             from deployments.tts.openai_tts import OpenAITTSEngine
 
@@ -38,17 +41,18 @@ class TTS:
         self, text: str, sample_rate: int = 16000, locale: str = "en-US", first: bool = False
     ) -> AsyncIterator[bytes]:
         """`first`: the reply's first sentence, where time to first audio is what the caller waits for."""
-        if self._cloud is not None:
-            started = False
-            try:
-                async for chunk in self._cloud.synthesize(text, sample_rate, locale):
-                    started = True
-                    yield chunk
-                return
-            except Exception as exc:
-                if started:
-                    raise  # half a sentence was spoken: a second voice would repeat it
-                log.warning("cloud TTS failed, piper speaks this sentence: %s", exc)
+        cloud = self._cloud
+        chunks = self._failover.stream(
+            lambda: cloud.synthesize(text, sample_rate, locale),
+            lambda: self._piper_speak(text, sample_rate, first),
+            use_primary=cloud is not None,
+            on_failure=_cloud_failed,
+        )
+        async with aclosing(chunks):  # a barge-in closes the cloud request at once
+            async for chunk in chunks:
+                yield chunk
+
+    async def _piper_speak(self, text: str, sample_rate: int, first: bool) -> AsyncIterator[bytes]:
         for clause in quick_start(text) if first else clauses(text):  # a long sentence starts sooner, part by part
             chunks = self._piper.synthesize(clause, sample_rate)
             while True:
@@ -56,3 +60,7 @@ class TTS:
                 if chunk is None:
                     break
                 yield chunk
+
+
+def _cloud_failed(exc: Exception) -> None:
+    log.warning("cloud TTS failed, piper speaks this sentence: %s", exc)

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-import time
 from collections.abc import Awaitable, Callable
 
 from common.config import Settings
 from common.dialects import dialect_for
+from common.failover import Failover
 
 log = logging.getLogger(__name__)
 
@@ -45,18 +46,20 @@ class Hearing:
         self._stream_from = 0  # stream sample where the live stream's time 0 is
         self._fed = 0  # samples fed so far
         self._connecting: asyncio.Task | None = None
-        self._tried_at = float("-inf")
+        # a stream tried or lost waits `deepgram_retry_s` before the next one is tried
+        self._failover = Failover("deepgram", "whisper", settings.deepgram_retry_s)
         self._configured = False
 
     @property
     def provider(self) -> str:
         """Who hears the audio now."""
-        return "deepgram" if self._stream is not None and self._stream.ok else "whisper"
+        live = self._stream is not None and self._stream.ok
+        return self._failover.primary if live else self._failover.secondary
 
     @property
     def streams_partials(self) -> bool:
         """Deepgram sends its own interim results; Whisper partials are then not needed."""
-        return self.provider == "deepgram"
+        return self.provider == self._failover.primary
 
     async def feed(self, pcm16: bytes) -> None:
         if self._stream is not None:
@@ -69,27 +72,31 @@ class Hearing:
                 await self._lost()
         self._fed += len(pcm16) // 2
         if self._use_deepgram and self._stream is None and self._connecting is None:
-            if time.monotonic() - self._tried_at >= self._settings.deepgram_retry_s:
-                self._tried_at = time.monotonic()
+            if self._failover.due:
+                self._failover.hold()
                 self._connecting = asyncio.create_task(self._connect())
 
     async def transcribe(self, audio: bytes, end_sample: int) -> dict:
         """`{"text", "confidence", "provider"}` for the utterance `audio` that ended at `end_sample`."""
         stream, start_sample = self._stream, end_sample - len(audio) // 2
         # the utterance's first 300 ms are VAD pre-roll, mostly silence: the stream may miss them
-        if stream is not None and stream.ok and start_sample + PRE_ROLL_SAMPLES >= self._stream_from:
+        live = stream is not None and stream.ok and start_sample + PRE_ROLL_SAMPLES >= self._stream_from
+
+        async def deepgram() -> dict:
             to_s = lambda sample: (sample - self._stream_from) / RATE  # noqa: E731
-            try:
-                text, confidence = await stream.transcript(
-                    to_s(start_sample), to_s(end_sample), self._settings.deepgram_timeout_ms / 1000
-                )
-                await self._record(True)
-                return {"text": text, "confidence": round(confidence, 3), "provider": "deepgram"}
-            except Exception as exc:
-                log.warning("call %s: Deepgram failed (%s); this turn goes to Whisper", self._sid, exc)
-                await self._lost()
-        result = await self._whisper(audio, self._locale)
-        return {**result, "provider": "whisper"}
+            text, confidence = await stream.transcript(
+                to_s(start_sample), to_s(end_sample), self._settings.deepgram_timeout_ms / 1000
+            )
+            await self._record(True)
+            return {"text": text, "confidence": round(confidence, 3)}
+
+        async def failed(exc: Exception) -> None:
+            log.warning("call %s: Deepgram failed (%s); this turn goes to Whisper", self._sid, exc)
+            await self._lost()
+
+        whisper = functools.partial(self._whisper, audio, self._locale)
+        result, provider = await self._failover.call(deepgram, whisper, use_primary=live, on_failure=failed)
+        return {**result, "provider": provider}
 
     async def close(self) -> None:
         if self._connecting is not None:
@@ -135,7 +142,7 @@ class Hearing:
 
     async def _lost(self) -> None:
         stream, self._stream = self._stream, None
-        self._tried_at = time.monotonic()
+        self._failover.hold()
         if stream is not None:
             log.warning("call %s: Deepgram stream lost; Whisper hears this call until it is back", self._sid)
             await self._record(False)
