@@ -216,8 +216,8 @@ class OpenAIDialogueEngine:
                 return {"verified": True, "name": outcome.name}
             if outcome.verdict is PinVerdict.UNAVAILABLE:
                 return {"error": outcome.error}
-            # a wrong PIN, or this call's last one (the call goes to a human): this call's count only
-            return {"verified": False, "attempts_left": outcome.attempts_left_here}
+            # a wrong PIN (what the store still allows), or this call's last one (the call goes to a human)
+            return {"verified": False, "attempts_left": outcome.attempts_left}
         if name in ACCOUNT_TOOLS:
             if not m["authenticated"]:
                 return {"error": "not_authenticated: ask the caller for their four-digit PIN first"}

@@ -23,8 +23,7 @@ class PinVerdict(enum.Enum):
 @dataclass(frozen=True)
 class PinOutcome:
     verdict: PinVerdict
-    attempts_left: int = 0  # WRONG_PIN: the fewer of this call's and the store's (across calls)
-    attempts_left_here: int = 0  # WRONG_PIN / LOCKED by count: this call's own limit minus its failures
+    attempts_left: int = 0  # WRONG_PIN: the fewer of this call's and the store's (across calls); LOCKED: 0
     by_store: bool = False  # LOCKED: the store refused the PIN unchecked, a right one too
     name: str | None = None  # VERIFIED: the customer's name
     error: str | None = None  # UNAVAILABLE: the tool's error
@@ -50,8 +49,8 @@ def judge_pin(result: ToolResult, memory: dict, max_failures: int) -> PinOutcome
     here = max(0, max_failures - memory["auth_failures"])
     if memory["auth_failures"] >= max_failures:
         memory["auth_locked"] = True
-        return PinOutcome(PinVerdict.LOCKED, attempts_left_here=here)
-    return PinOutcome(PinVerdict.WRONG_PIN, min(here, result.output.get("attempts_left") or here), here)
+        return PinOutcome(PinVerdict.LOCKED)
+    return PinOutcome(PinVerdict.WRONG_PIN, min(here, result.output.get("attempts_left") or here))
 
 
 async def check_pin(
