@@ -80,7 +80,10 @@ async def test_a_pin_said_slowly_never_shows_in_a_partial_transcript(platform, s
     await client.wait_for(lambda: client.agent_idle_since(mark), 60)
     assert "PIN" in " ".join(e["text"] for e in client.events[mark:] if e["type"] == "agent.text")
     mark = len(client.events)
-    said = b"".join(speak(word) + silence(0.25) for word in ("One,", "two,", "three,", "four."))
+    # pauses long enough for partials and a run-ahead, short of the 500 ms endpoint: piper
+    # leaves up to 0.3 s of its own quiet around a word, so 0.25 s more made the gap after
+    # "two," 0.54 s, an endpoint on some runs
+    said = b"".join(speak(word) + silence(0.15) for word in ("One,", "two,", "three,", "four."))
     report = await speak_turn(client, said, timeout=60)
     partials = [e["text"] for e in client.events[mark:] if e["type"] == "transcript" and not e["final"]]
     assert partials, "no partial transcript while the caller spoke"

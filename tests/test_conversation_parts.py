@@ -202,3 +202,46 @@ def test_orchestration_time_is_what_the_stages_do_not_explain():
     assert orchestration_ms(run_now) == 25.0
     assert orchestration_ms({**run_now, "preempted": "reply"}) is None  # stages overlap the caller's speech
     assert orchestration_ms({k: v for k, v in run_now.items() if k != "dialogue_engine_ms"}) is None
+
+
+async def test_a_turn_costs_the_session_actor_one_record_and_one_close(tmp_path, monkeypatch):
+    """The reply streams from the Dialogue on the context the actor last gave: the actor hears
+    of the turn twice (its record when the stream closes, its close when the audio ends), and
+    the next turn's request carries what this one changed."""
+    remembered = {}
+
+    def learn(text, memory, run_ahead):
+        remembered.setdefault(text, memory)
+        slots = {"awaiting": "pin"} if text == "where is my order" else {}
+        return ["Sure."], {"intent": "x", "memory": {**memory, "slots": slots}}
+
+    dialogue = FakeDialogue(learn)
+    ws, actor = FakeWS(), session_actor(dialogue, tmp_path, monkeypatch)
+    h = handler(ws, actor, settings())
+    task = asyncio.create_task(h.run())
+    await ws.idle()
+    actor.calls.clear()
+    for text in ("where is my order", "never mind"):
+        mark = len(ws.events)
+        ws.text({"type": "text", "text": text})
+        await ws.wait(lambda mark=mark: ws.of("turn.metrics") and ws.events[-1]["type"] == "agent.state")
+        await ws.idle(mark)
+    assert [c for c in actor.calls if c != "commands"] == ["record_turn", "finish_turn"] * 2
+    assert h.listener.awaiting_pin is False  # the second turn cleared what the first asked for
+    second = dialogue.requests[-1]
+    assert second.memory["slots"] == {"awaiting": "pin"} and [e.user for e in second.history] == ["where is my order"]
+    ws.text({"type": "hangup"})
+    assert await asyncio.wait_for(task, 2) == "hangup"
+
+
+async def test_session_api_commands_reach_the_call_pushed_not_polled(tmp_path, monkeypatch):
+    ws, actor = FakeWS(), session_actor(FakeDialogue(hours), tmp_path, monkeypatch)
+    h = handler(ws, actor, settings())
+    task = asyncio.create_task(h.run())
+    await ws.idle()
+    await actor.obj.say("Your refund is approved.")
+    await ws.wait(lambda: ws.of("agent.text", text="Your refund is approved."))
+    await actor.obj.close("operator")
+    assert await asyncio.wait_for(task, 2) == "operator"
+    assert actor.calls.count("commands") == 1  # one stream for the call's life
+    assert [t.source for t in actor.obj._engine.state.turns] == ["greeting", "say"]

@@ -8,6 +8,8 @@ import re
 
 from deployments.session.engine import SessionEngine
 from deployments.session.store import SessionStore
+from models.dialogue import TurnSummary
+from models.session import TurnRecord
 from serve_app.conversation.partial_mask import mask_number_runs
 from tests.call_fakes import FRAME, LOUD, FakeDialogue, FakeWS, handler, session_actor, settings
 
@@ -105,13 +107,19 @@ async def test_a_turn_run_ahead_is_recomputed_when_a_typed_turn_changed_the_memo
 def test_the_engine_commits_a_prepared_turn_only_over_the_version_it_read(tmp_path):
     engine = SessionEngine(SessionStore(tmp_path / "s.db"), max_turns=50)
     engine.start("s1", "tester", "en-US")
-    summary = {"memory": {"authenticated": False}}
-    prepared = {"sentences": ["Balance for a guest caller."], "summary": summary, "version": engine.version}
-    fresh = dict(prepared)
-    typed = engine.begin_turn("1234", "text")  # a typed turn in between ...
-    engine.apply_result(typed, {"memory": {"authenticated": True}})
-    assert engine.commit_prepared("what's my balance", "speech", 0.9, prepared) is None  # ... makes it stale
+    read = engine.version
+    guest = TurnSummary(memory={**engine.memory(), "authenticated": False})
+
+    def prepared(version: int, turn_id: int) -> TurnRecord:
+        sentences = ["Balance for a guest caller."]
+        said = "what's my balance"
+        return TurnRecord(
+            turn_id=turn_id, source="speech", transcript=said, sentences=sentences, summary=guest, read_version=version
+        )
+
+    signed_in = TurnSummary(memory={**engine.memory(), "authenticated": True})
+    engine.record_turn(TurnRecord(turn_id=0, source="text", transcript="1234", summary=signed_in))  # a typed turn
+    assert engine.record_turn(prepared(read, 1)).stale  # ... makes the turn run before it stale
     assert engine.state.authenticated and len(engine.state.turns) == 1
-    fresh["version"] = engine.version
-    turn = engine.commit_prepared("what's my balance", "speech", 0.9, fresh)
-    assert turn is not None and turn.reply == ["Balance for a guest caller."]
+    recorded = engine.record_turn(prepared(engine.version, 1))
+    assert not recorded.stale and engine.state.turns[-1].reply == ["Balance for a guest caller."]
