@@ -88,7 +88,7 @@ async def test_a_stuck_session_actor_does_not_hold_up_what_the_caller_hears(tmp_
     records (each given up at its deadline), never the greeting or an answer."""
     ws, actor = FakeWS(), session_actor(FakeDialogue(hours), tmp_path, monkeypatch)
     actor.freeze()
-    h = handler(ws, actor, settings(**FAST))
+    h = handler(ws, actor, settings(**{**FAST, "actor_call_timeout_ms": 50, "checkpoint_timeout_ms": 50}))
     task = asyncio.create_task(h.run())
     await ws.idle(timeout=2.0)
     events = await typed(ws, "when are you open")
