@@ -80,6 +80,9 @@ class SessionState(BaseModel):
     turns: list[TurnState] = Field(default_factory=list)
     events: list[CallEvent] = Field(default_factory=list)
     slots: dict[str, Any] = Field(default_factory=dict)
+    # Bumped by every change to the memory or history a turn run ahead may have read; kept with
+    # the state so a restored session never matches a version read before its actor died.
+    version: int = 0
     actor_id: str | None = None
     actor_name: str | None = None  # the named session actor: serve_app.session_api finds it by this
     started_at_ms: int = Field(default_factory=now_ms)

@@ -163,7 +163,7 @@ class Gateway:
             handler = Call(
                 ws,
                 params,
-                SessionClient(actor, self._dialogue, opened.context, deadlines),
+                SessionClient(actor, self._dialogue, opened.context, deadlines, self._pool.replace),
                 self._transcribe,
                 self._synthesize,
                 self._vad.stream(),
@@ -188,6 +188,8 @@ class Gateway:
             except BaseException as exc:
                 log.error("call %s: final checkpoint failed: %r", session_id, exc)
             finally:
+                if handler is not None:
+                    actor = handler.session.actor  # the one holding the call now (a dead one was replaced)
                 self._pool.release(actor)  # kills the actor: never skipped, never waits on it
                 self._metrics["active"].set(self._pool.active)
                 self._metrics["calls"].inc(tags={"reason": reason})

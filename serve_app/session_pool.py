@@ -71,6 +71,14 @@ class SessionPool:
         self.start()
         return actor
 
+    async def replace(self, dead):
+        """A call's actor died: a fresh one takes its place on the same line (no capacity check:
+        the call already holds it)."""
+        _kill(dead)
+        actor = self._warm.pop() if self._warm else await self._spawn()
+        self.start()
+        return actor
+
     def release(self, actor) -> None:
         """Free the line at once, whatever the actor is doing: it is killed, not asked."""
         self.active -= 1

@@ -9,6 +9,7 @@ import json
 import time
 
 import numpy as np
+from ray.exceptions import ActorDiedError
 
 from common.config import Settings, get_settings
 from deployments.session.actor import SessionActor
@@ -101,33 +102,46 @@ async def _done(value):
 
 
 class _Stream:
-    """A Ray ObjectRefGenerator: `__anext__` gives a ref to await."""
+    """A Ray ObjectRefGenerator: `__anext__` gives a ref to await; it breaks when the actor dies."""
 
-    def __init__(self, agen, gate):
-        self._agen, self._gate = agen, gate
+    def __init__(self, agen, shim):
+        self._agen, self._shim = agen, shim
 
     def __aiter__(self):
         return self
 
     async def __anext__(self):
-        await self._gate()
-        return _Ref(await self._agen.__anext__())
+        await self._shim._gate()
+        item = asyncio.ensure_future(self._agen.__anext__())
+        died = asyncio.ensure_future(self._shim._died.wait())
+        await asyncio.wait({item, died}, return_when=asyncio.FIRST_COMPLETED)
+        if item.done():
+            died.cancel()
+            return _Ref(item.result())
+        item.cancel()
+        raise ActorDiedError()
 
 
 class ActorShim:
     """`actor.method.remote(...)` on a plain instance; `freeze()` makes every call hang, as a
-    stopped or CPU-bound actor process would."""
+    stopped or CPU-bound actor process would; `kill()` makes every call fail as a dead actor's."""
 
     def __init__(self, obj):
         self.obj = obj
         self._thawed = asyncio.Event()
         self._thawed.set()
+        self._died = asyncio.Event()
         self.calls: list[str] = []
 
     def freeze(self) -> None:
         self._thawed.clear()
 
+    def kill(self) -> None:
+        self._died.set()
+
     async def _gate(self) -> None:
+        if self._died.is_set():
+            raise ActorDiedError()
         await self._thawed.wait()
 
     def __getattr__(self, name):
@@ -139,7 +153,7 @@ class ActorShim:
             def remote(*args, **kwargs):
                 shim.calls.append(name)
                 if inspect.isasyncgenfunction(fn):
-                    return _Stream(fn(*args, **kwargs), shim._gate)
+                    return _Stream(fn(*args, **kwargs), shim)
 
                 async def call():
                     await shim._gate()
@@ -201,16 +215,20 @@ class FakeDialogue:
 def session_actor(dialogue, tmp_path, monkeypatch) -> ActorShim:
     """The real SessionActor class (no Ray), started on a store in tmp_path; `dialogue` rides
     along for `handler`."""
+    shim = fresh_actor(tmp_path, monkeypatch)
+    shim.obj._engine.start("s1", "tester", "en-US")
+    shim.dialogue = dialogue
+    return shim
+
+
+def fresh_actor(tmp_path, monkeypatch) -> ActorShim:
+    """A new, unstarted session actor on the same store: what a respawn gives."""
     monkeypatch.setenv("VOICE_STORE_PATH", str(tmp_path / "sessions.db"))
     get_settings.cache_clear()
     try:
-        obj = SessionActor.__ray_actor_class__()
+        return ActorShim(SessionActor.__ray_actor_class__())
     finally:
         get_settings.cache_clear()
-    obj._engine.start("s1", "tester", "en-US")
-    shim = ActorShim(obj)
-    shim.dialogue = dialogue
-    return shim
 
 
 class LoudVAD:
@@ -229,10 +247,11 @@ async def fake_tts(text: str, rate: int, locale: str = "en-US", first: bool = Fa
     yield bytes(rate // 100 * 2)  # 10 ms
 
 
-def handler(ws, actor, cfg: Settings, transcribe=None, synthesize=fake_tts, clock=time.monotonic) -> Call:
+def handler(ws, actor, cfg: Settings, transcribe=None, synthesize=fake_tts, clock=time.monotonic, respawn=None) -> Call:
     async def no_asr(audio, locale):
         return {"text": "", "confidence": 0.0}
 
     params = ConnectParams(caller_id="tester", sample_rate=RATE, output_sample_rate=RATE)
-    session = SessionClient(actor, actor.dialogue, actor.obj._engine.context(), Deadlines.from_settings(cfg))
+    context = actor.obj._engine.context()
+    session = SessionClient(actor, actor.dialogue, context, Deadlines.from_settings(cfg), respawn)
     return Call(ws, params, session, transcribe or no_asr, synthesize, LoudVAD(), cfg, clock=clock)

@@ -50,10 +50,13 @@ class SessionActor:
         return os.getpid()
 
     def start(self, start: StartSession) -> SessionOpened:
-        ctx = ray.get_runtime_context()
-        state = self._engine.start(
-            start.session_id, start.caller_id, start.locale, ctx.get_actor_id(), ctx.get_actor_name()
-        )
+        state = self._engine.start(start.session_id, start.caller_id, start.locale, *_identity())
+        return SessionOpened(state=state, context=self._engine.context())
+
+    def restore(self, session_id: str) -> SessionOpened:
+        """Take over a live call whose actor died, from its last checkpoint."""
+        state = self._engine.restore(session_id, *_identity())
+        log.info("session %s restored at turn %d", session_id, len(state.turns))
         return SessionOpened(state=state, context=self._engine.context())
 
     def record_turn(self, record: TurnRecord) -> TurnRecorded:
@@ -99,3 +102,11 @@ class SessionActor:
     def finalize(self, reason: str) -> SessionState:
         """The last checkpoint, before `session.ended` reaches the caller."""
         return self._engine.close(reason)
+
+
+def _identity() -> tuple[str | None, str | None]:
+    """This actor's id and name (the session API finds a call by the name); none outside Ray."""
+    if not ray.is_initialized():
+        return None, None
+    ctx = ray.get_runtime_context()
+    return ctx.get_actor_id(), ctx.get_actor_name()

@@ -40,9 +40,6 @@ class SessionEngine:
         self._store = store
         self._max_turns = max_turns
         self.state: SessionState | None = None
-        # Bumped by every change to the memory or history a turn run ahead may have read, so
-        # a turn prepared before a typed turn, a session-API reply or a barge-in is not applied.
-        self.version = 0
 
     def start(
         self, session_id: str, caller_id: str, locale: str, actor_id: str | None = None, actor_name: str | None = None
@@ -53,6 +50,27 @@ class SessionEngine:
         self.state.events.append(CallEvent(kind="session.started", detail={"locale": locale}))
         self.checkpoint()
         return self.state
+
+    def restore(self, session_id: str, actor_id: str | None = None, actor_name: str | None = None) -> SessionState:
+        """Take over a live call from its last checkpoint (its actor died): memory, history and
+        turn numbers go on; a turn run ahead before the death is stale."""
+        state = self._store.load(session_id)
+        if state is None:
+            raise LookupError(f"no checkpoint for session {session_id}")
+        if state.ended_at_ms is not None:
+            raise LookupError(f"session {session_id} has ended ({state.end_reason})")
+        state.actor_id, state.actor_name = actor_id, actor_name
+        state.version += 1
+        self.state = state
+        self.record("session.restored")
+        self.checkpoint()
+        return state
+
+    @property
+    def version(self) -> int:
+        """Bumped by every change to the memory or history a turn run ahead may have read, so a
+        turn prepared before a typed turn, a session-API reply or a barge-in is not applied."""
+        return self.state.version
 
     def context(self) -> TurnContext:
         state = self.state
@@ -75,6 +93,8 @@ class SessionEngine:
     def record_turn(self, record: TurnRecord) -> TurnRecorded:
         """Record a turn: its words, masked, and the dialogue's verdict. A turn run ahead is
         refused (`stale`) when anything changed since it read its context."""
+        if (done := self.turn(record.turn_id)) is not None:  # sent again after an actor died
+            return TurnRecorded(transcript=done.transcript, context=self.context())
         if record.read_version is not None and record.read_version != self.version:
             return TurnRecorded(stale=True, context=self.context())
         turn = TurnState(
@@ -85,9 +105,10 @@ class SessionEngine:
             reply=[mask_pii(s) for s in record.sentences],
         )
         self.state.turns.append(turn)
-        self.version += 1
+        self.state.version += 1
         if record.summary is not None:
             self._apply(turn, record.summary)
+        self.checkpoint()  # the memory it changed (a login, a return's step) survives the actor
         return TurnRecorded(transcript=turn.transcript, context=self.context())
 
     @property
@@ -133,7 +154,7 @@ class SessionEngine:
             turn.interrupted = turn.interrupted or finish.interrupted
             if finish.heard is not None:
                 turn.reply = [mask_pii(s) for s in finish.heard]
-                self.version += 1  # the history changed
+                self.state.version += 1  # the history changed
         self.checkpoint()
         return self.context()
 

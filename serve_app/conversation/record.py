@@ -85,10 +85,17 @@ class Record:
     ) -> None:
         if metrics and (orchestration := orchestration_ms(metrics)) is not None:
             metrics["orchestration_ms"] = orchestration
-        numbers = {k: float(v) for k, v in (metrics or {}).items() if isinstance(v, (int, float))}
+        if metrics is not None and self._session.restored:  # the first turn since a new actor took over
+            self._session.restored = False
+            metrics["restored"] = True
+        numbers = {k: float(v) for k, v in (metrics or {}).items() if _is_number(v)}
         if metrics:
             await self._channel.send_text(event("turn.metrics", turn_id=turn_id, interrupted=interrupted, **metrics))
             for stage, ms in numbers.items():
                 self._observe(stage, ms)
         finish = TurnFinish(turn_id=turn_id, metrics=numbers, interrupted=interrupted, heard=heard_part)
         await self._session.finish_turn(finish)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -8,9 +8,14 @@ Session-API commands arrive pushed on one stream for the call's life.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
+
+from ray.exceptions import RayActorError
 
 from models.dialogue import DialogueRequest, Sentence, TurnSummary
 from models.session import SessionCommand, TurnContext, TurnFinish, TurnRecord, TurnRecorded
@@ -29,12 +34,46 @@ class Prepared:
     version: int
 
 
+Respawn = Callable[[Any], Awaitable[Any]]  # the dead actor in, a fresh one out
+
+
 class SessionClient:
-    def __init__(self, actor, dialogue, context: TurnContext, deadlines: Deadlines):
+    def __init__(self, actor, dialogue, context: TurnContext, deadlines: Deadlines, respawn: Respawn | None = None):
         self.actor, self._dialogue, self._dl = actor, dialogue, deadlines
         self.context = context  # the latest the actor gave: each record and finish renews it
         self.session_id = context.session_id
         self._next_turn_id = context.next_turn_id
+        self._respawn = respawn  # None: a dead actor is not replaced
+        self._reviving = asyncio.Lock()
+        self.restored = False  # a new actor took over; the next turn's metrics say so
+        self.revived_in_ms: float | None = None
+
+    async def _call(self, method: str, *args, seconds: float):
+        """An actor call within its deadline; if the actor is dead, once more on its successor."""
+        actor = self.actor
+        try:
+            return await within(getattr(actor, method).remote(*args), seconds, method)
+        except RayActorError:
+            if not await self._revive(actor):
+                raise
+        return await within(getattr(self.actor, method).remote(*args), seconds, method)
+
+    async def _revive(self, dead) -> bool:
+        """Replace a dead session actor with one restored from the last checkpoint: the call
+        goes on with its memory. False when no replacement is possible."""
+        if self._respawn is None:
+            return False
+        async with self._reviving:
+            if self.actor is not dead:
+                return True  # another task already did
+            log.warning("call %s: session actor died; restoring from the last checkpoint", self.session_id)
+            started = time.monotonic()
+            fresh = await self._respawn(dead)
+            opened = await within(fresh.restore.remote(self.session_id), self._dl.actor_start_s, "session restore")
+            self.actor, self.context, self.restored = fresh, opened.context, True
+            self.revived_in_ms = round((time.monotonic() - started) * 1000, 1)
+            log.info("call %s: session restored in %.0f ms", self.session_id, self.revived_in_ms)
+        return True
 
     @property
     def next_turn_id(self) -> int:
@@ -73,7 +112,7 @@ class SessionClient:
     async def record(self, record: TurnRecord) -> TurnRecorded | None:
         """Record a turn with the actor; None if it did not answer in time (logged)."""
         try:
-            recorded = await within(self.actor.record_turn.remote(record), self._dl.actor_call_s, "record_turn")
+            recorded = await self._call("record_turn", record, seconds=self._dl.actor_call_s)
         except Exception as exc:
             log.warning("call %s: session actor record_turn failed: %r", self.session_id, exc)
             self._next_turn_id = max(self._next_turn_id, record.turn_id + 1)  # it may land late: never reuse
@@ -93,20 +132,28 @@ class SessionClient:
 
     async def finish_turn(self, finish: TurnFinish) -> None:
         try:
-            self.context = await within(self.actor.finish_turn.remote(finish), self._dl.actor_call_s, "finish_turn")
+            self.context = await self._call("finish_turn", finish, seconds=self._dl.actor_call_s)
         except Exception as exc:
             log.warning("call %s: session actor finish_turn failed: %r", self.session_id, exc)
 
     async def command_failed(self, op: str) -> None:
         try:
-            await within(self.actor.command_failed.remote(op), self._dl.actor_call_s, "command_failed")
+            await self._call("command_failed", op, seconds=self._dl.actor_call_s)
         except Exception as exc:
             log.warning("call %s: session actor command_failed failed: %r", self.session_id, exc)
 
     async def commands(self) -> AsyncIterator[SessionCommand]:
-        """Session-API commands as the actor pushes them."""
-        async for ref in self.actor.commands.remote():
-            yield await ref
+        """Session-API commands as the actor pushes them. The stream breaks the moment the actor
+        dies, so this is where a death is noticed first, even on a silent call."""
+        while True:
+            actor = self.actor
+            try:
+                async for ref in actor.commands.remote():
+                    yield await ref
+                return
+            except RayActorError:
+                if not await self._revive(actor):
+                    raise
 
     async def finalize(self, reason: str) -> None:
-        await within(self.actor.finalize.remote(reason), self._dl.checkpoint_s, "final checkpoint")
+        await self._call("finalize", reason, seconds=self._dl.checkpoint_s)
