@@ -105,6 +105,10 @@ class Settings(BaseSettings):
     # Storage and the local Ray cluster. Relative paths are under the project root, so every
     # Ray worker (whatever its working directory) finds the same files.
     store_path: Path = Path("data/sessions.db")
+    # Where call state is checkpointed: unset, the SQLite file at store_path (one node); a
+    # redis://[:password@]host:port/db URL for a cluster, where any node may take a call over.
+    store_url: SecretStr | None = None
+    state_ttl_s: int = Field(default=86400, ge=60)  # a call's state is kept this long after its last activity
     support_db_path: Path = Path("data/support.db")
     kb_store_path: Path = Path("data/kb")
     kb_docs_path: Path = Path("docs/kb")
@@ -138,6 +142,16 @@ class Settings(BaseSettings):
             if scheme not in ("http", "https") or not sep or not rest or "/" in rest:
                 raise ValueError(f"{origin!r} is not an origin like https://example.com or http://host:8000")
         return [o.lower() for o in value]
+
+    @field_validator("store_url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value().strip():
+            scheme = value.get_secret_value().partition("://")[0]
+            if scheme not in ("redis", "rediss"):
+                raise ValueError("must be a redis:// or rediss:// URL, e.g. redis://127.0.0.1:6380/0")
+            return value
+        return None
 
     @model_validator(mode="after")
     def _paths_under_project_root(self) -> Settings:

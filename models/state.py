@@ -83,6 +83,7 @@ class SessionState(BaseModel):
     # Bumped by every change to the memory or history a turn run ahead may have read; kept with
     # the state so a restored session never matches a version read before its actor died.
     version: int = 0
+    revision: int = 0  # the store's count of this state's writes: a writer that missed one is refused
     actor_id: str | None = None
     actor_name: str | None = None  # the named session actor: serve_app.session_api finds it by this
     started_at_ms: int = Field(default_factory=now_ms)

@@ -4,13 +4,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
-# Debian's Chromium for the browser tests (tests/test_browser.py): Playwright drives it and
-# never downloads a browser of its own.
-if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then
+# Debian packages: Chromium for the browser tests (tests/test_browser.py; Playwright drives it
+# and never downloads a browser of its own) and redis-server, the cluster's call-state store
+# (VOICE_STORE_URL), which the tests start for real on a loopback port.
+apt_packages=""
+[ -x /usr/bin/chromium ] || apt_packages="chromium fonts-dejavu-core"
+command -v redis-server >/dev/null || apt_packages="$apt_packages redis-server"
+if [ -n "$apt_packages" ] && command -v apt-get >/dev/null; then
     as_root=""
     [ "$(id -u)" = 0 ] || as_root="sudo"
-    $as_root apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null \
-        || { $as_root apt-get update -qq && $as_root apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null; }
+    # shellcheck disable=SC2086  # the list splits into packages
+    $as_root apt-get install -y -qq --no-install-recommends $apt_packages >/dev/null \
+        || { $as_root apt-get update -qq && $as_root apt-get install -y -qq --no-install-recommends $apt_packages >/dev/null; }
 fi
 stamp=".venv/.setup-$(cat pyproject.toml constraints.txt scripts/setup.sh | sha256sum | cut -c1-16)"
 if [ -f "$stamp" ]; then

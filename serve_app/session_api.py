@@ -15,12 +15,17 @@ import ray
 
 from common.config import get_settings
 from deployments.session.actor import SESSION_NAMESPACE
-from deployments.session.store import SessionStore
+from deployments.session.store import SessionStore, open_store
 
 
 def session_actor(session_id: str, store_path: Path | str | None = None):
-    """The live call's session actor; LookupError when the call is unknown or over."""
-    state = SessionStore(store_path or get_settings().store_path).load(session_id)
+    """The live call's session actor; LookupError when the call is unknown or over.
+    `store_path`: a SQLite file other than the configured store."""
+    store = SessionStore(store_path) if store_path is not None else open_store(get_settings())
+    try:
+        state = store.load(session_id)
+    finally:
+        store.close()
     if state is None or state.ended_at_ms is not None or not state.actor_name:
         raise LookupError(f"no live call with session id {session_id}")
     return ray.get_actor(state.actor_name, namespace=SESSION_NAMESPACE)

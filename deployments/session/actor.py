@@ -21,7 +21,7 @@ import ray
 
 from common.config import get_settings
 from deployments.session.engine import SessionEngine
-from deployments.session.store import SessionStore
+from deployments.session.store import open_store
 from models.session import (
     SessionCommand,
     SessionOpened,
@@ -42,7 +42,7 @@ SESSION_NAMESPACE = "voice"  # session actors are named here, so the session API
 class SessionActor:
     def __init__(self):
         settings = get_settings()
-        self._engine = SessionEngine(SessionStore(settings.store_path), settings.max_turns)
+        self._engine = SessionEngine(open_store(settings), settings.max_turns)
         self._commands: asyncio.Queue[SessionCommand] = asyncio.Queue()
         self._reply_in_flight = False
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from common.pii import mask_pii
 from deployments.policy.slots import extract_pin
-from deployments.session.store import SessionStore
+from deployments.session.store import Store
 from models.dialogue import Exchange, TurnSummary
 from models.session import TurnContext, TurnFinish, TurnRecord, TurnRecorded
 from models.state import CallEvent, SessionState, SessionStatus, TurnState, now_ms
@@ -36,7 +36,7 @@ def masked_transcript(transcript: str, awaiting: str | None) -> str:
 
 
 class SessionEngine:
-    def __init__(self, store: SessionStore, max_turns: int):
+    def __init__(self, store: Store, max_turns: int):
         self._store = store
         self._max_turns = max_turns
         self.state: SessionState | None = None
