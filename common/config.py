@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     barge_in_min_ms: int = Field(default=300, ge=0)  # caller speech that long stops the agent
     idle_checkin_s: float = Field(default=15.0, gt=0)  # caller silence before "Are you still there?"
     idle_max_checkins: int = Field(default=2, ge=0)  # unanswered check-ins before goodbye
+    resume_window_s: float = Field(default=30.0, ge=0)  # a dropped call is held this long for resume; 0 = off
 
     # Capacity and abuse limits per Gateway replica.
     max_calls_per_replica: int = Field(default=20, ge=1)

@@ -17,6 +17,7 @@ MAX_FRAME_BYTES = 64 * 1024
 MAX_TEXT_CHARS = 2000
 # \Z, not $: "$" also matches before a final newline, which would let "alice\n" through.
 CALLER_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
+RESUME_TOKEN_RE = re.compile(r"^[0-9a-f]{32}\.[A-Za-z0-9_-]{16,64}\Z")  # session id . secret
 LOCALE_RE = re.compile(r"^[a-z]{2,3}(?:-[A-Za-z0-9]{2,8})*+\Z")  # possessive: '-' parts are read once
 SUPPORTED_SAMPLE_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
 
@@ -97,6 +98,7 @@ class ConnectParams(BaseModel):
     locale: str = "en-US"
     sample_rate: int = 16000
     output_sample_rate: int
+    resume: str | None = None  # the resume token of a dropped call (from its session.started)
 
 
 def parse_connect(query: dict[str, str]) -> ConnectParams:
@@ -123,7 +125,10 @@ def parse_connect(query: dict[str, str]) -> ConnectParams:
                 CloseCode.POLICY,
             )
         rates[key] = rate
-    return ConnectParams(caller_id=caller_id, locale=locale, **rates)
+    resume = query.get("resume") or None
+    if resume is not None and not RESUME_TOKEN_RE.match(resume):
+        raise ProtocolError("invalid_resume", "resume is not a resume token from session.started", CloseCode.POLICY)
+    return ConnectParams(caller_id=caller_id, locale=locale, resume=resume, **rates)
 
 
 # --- server -> client -------------------------------------------------------
@@ -134,13 +139,20 @@ def event(kind: str, **fields: Any) -> str:
     return json.dumps({"type": kind, **fields}, separators=(",", ":"))
 
 
-def session_started(session_id: str, input_rate: int, output_rate: int) -> str:
+def session_started(
+    session_id: str, input_rate: int, output_rate: int, resume_token: str | None = None, resumed: bool = False
+) -> str:
+    """`resume_token`: reconnect with `resume=TOKEN` after a drop (single use; a new one comes
+    with every session.started); `resumed`: this is the same call, taken up again."""
+    extra = {"resume_token": resume_token} if resume_token else {}
     return event(
         "session.started",
         session_id=session_id,
         input_sample_rate=input_rate,
         output_sample_rate=output_rate,
         protocol=PROTOCOL_VERSION,
+        resumed=resumed,
+        **extra,
     )
 
 

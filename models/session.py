@@ -39,6 +39,7 @@ class TurnContext(BaseModel):
 class SessionOpened(BaseModel):
     state: SessionState
     context: TurnContext
+    resume_token: str | None = None  # for the caller's session.started: the way back after a drop
 
 
 class TurnRecord(BaseModel):

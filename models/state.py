@@ -83,6 +83,8 @@ class SessionState(BaseModel):
     # Bumped by every change to the memory or history a turn run ahead may have read; kept with
     # the state so a restored session never matches a version read before its actor died.
     version: int = 0
+    resume_hash: str | None = None  # sha256 of the resume token's secret; the token itself is never stored
+    dropped_at_ms: int | None = None  # the caller's socket dropped without hang-up: held for resume
     revision: int = 0  # the store's count of this state's writes: a writer that missed one is refused
     actor_id: str | None = None
     actor_name: str | None = None  # the named session actor: serve_app.session_api finds it by this

@@ -15,6 +15,7 @@ from ray.serve.handle import DeploymentHandle
 
 from common.config import get_settings
 from deployments.session.actor import SESSION_NAMESPACE, SessionActor
+from deployments.session.store import open_store
 from deployments.tools.breaker_actor import BreakerClient, breaker_actor
 from deployments.vad.engine import SileroVAD
 from models.protocol import CloseCode, ProtocolError, event, parse_connect
@@ -24,6 +25,7 @@ from serve_app.conversation.call import Call
 from serve_app.conversation.session_client import SessionClient
 from serve_app.deadlines import Deadlines, StageTimeout, within
 from serve_app.http_guard import Guard, deny
+from serve_app.resumption import Resumption
 from serve_app.session_pool import AtCapacity, SessionPool
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,7 @@ class Gateway:
             self._settings.actor_start_timeout_ms / 1000,
         )
         self._pool.start()  # pre-start session actors now, not on the first call
+        self._resumption = Resumption(self._pool, open_store(self._settings), self._settings)
         s = self._settings
         origins = s.allowed_origins or default_origins(s.http_port)
         self._admission = Admission(origins, s.calls_per_minute_per_caller, s.calls_per_minute_per_address)
@@ -134,31 +137,47 @@ class Gateway:
             log.info("connect refused: HTTP %d, %s", *denied)
             await deny(ws.scope, ws.receive, ws.send, *denied, {"Retry-After": "60"} if denied[0] == 429 else None)
             return
+        resuming = None
+        if params.resume is not None:
+            try:
+                resuming = await self._resumption.take(params)
+            except AtCapacity:
+                await deny(ws.scope, ws.receive, ws.send, 503, "at capacity: try again", {"Retry-After": "1"})
+                return
+            if resuming is None:
+                self._metrics["rejected"].inc(tags={"code": "resume_refused"})
+                await deny(ws.scope, ws.receive, ws.send, 403, "resume token unknown, used, expired or not yours")
+                return
         await ws.accept()
         deadlines = Deadlines.from_settings(self._settings)
-        try:
-            actor = await self._pool.acquire()  # spawning one, if none is warm, within actor_start_s
-        except AtCapacity as exc:
-            self._metrics["rejected"].inc(tags={"code": "at_capacity"})
-            await ws.send_text(event("session.ended", reason="at_capacity", message=str(exc)))
-            await ws.close(code=CloseCode.AT_CAPACITY, reason="at capacity")
-            return
-        except Exception as exc:
-            await self._refuse(ws, "start_timeout" if isinstance(exc, StageTimeout) else "server_error", exc)
-            return
-        session_id = uuid.uuid4().hex
-        reason, handler, started = "server_error", None, False
+        if resuming is None:
+            try:
+                actor = await self._pool.acquire()  # spawning one, if none is warm, within actor_start_s
+            except AtCapacity as exc:
+                self._metrics["rejected"].inc(tags={"code": "at_capacity"})
+                await ws.send_text(event("session.ended", reason="at_capacity", message=str(exc)))
+                await ws.close(code=CloseCode.AT_CAPACITY, reason="at capacity")
+                return
+            except Exception as exc:
+                await self._refuse(ws, "start_timeout" if isinstance(exc, StageTimeout) else "server_error", exc)
+                return
+            session_id = uuid.uuid4().hex
+        else:
+            actor, opened = resuming
+            session_id = opened.state.session_id
+        reason, handler, started = "server_error", None, resuming is not None
         try:  # from here on, whatever happens (cancellation included), the line is released
             self._metrics["active"].set(self._pool.active)
-            try:
-                start = actor.start.remote(
-                    StartSession(session_id=session_id, caller_id=params.caller_id, locale=params.locale)
-                )
-                opened = await within(start, deadlines.actor_start_s, "session start")
-            except StageTimeout as exc:
-                reason = "start_timeout"
-                await self._refuse(ws, reason, exc)
-                return
+            if resuming is None:
+                try:
+                    start = actor.start.remote(
+                        StartSession(session_id=session_id, caller_id=params.caller_id, locale=params.locale)
+                    )
+                    opened = await within(start, deadlines.actor_start_s, "session start")
+                except StageTimeout as exc:
+                    reason = "start_timeout"
+                    await self._refuse(ws, reason, exc)
+                    return
             started = True
             handler = Call(
                 ws,
@@ -170,6 +189,8 @@ class Gateway:
                 self._settings,
                 self._observe,
                 self._breakers,
+                resume_token=opened.resume_token,
+                resumed=resuming is not None,
             )
             log.info("call %s started (caller %s, %d Hz)", session_id, params.caller_id, params.sample_rate)
             reason = await handler.run()
@@ -190,7 +211,11 @@ class Gateway:
             finally:
                 if handler is not None:
                     actor = handler.session.actor  # the one holding the call now (a dead one was replaced)
-                self._pool.release(actor)  # kills the actor: never skipped, never waits on it
+                if handler is not None and handler.held:  # dropped: the actor waits for a resume
+                    self._pool.detach()
+                    self._resumption.expire_later(actor, session_id)
+                else:
+                    self._pool.release(actor)  # kills the actor: never skipped, never waits on it
                 self._metrics["active"].set(self._pool.active)
                 self._metrics["calls"].inc(tags={"reason": reason})
                 log.info("call %s ended: %s", session_id, reason)

@@ -79,6 +79,17 @@ class SessionPool:
         self.start()
         return actor
 
+    def detach(self) -> None:
+        """A call held for a resume frees its line here; its actor lives on (the resume may
+        come to any replica, which adopts it)."""
+        self.active -= 1
+
+    def adopt(self) -> None:
+        """A resumed call takes a line here for the actor it brings."""
+        if self.active >= self.max_active:
+            raise AtCapacity(f"{self.active} calls active on this replica (limit {self.max_active})")
+        self.active += 1
+
     def release(self, actor) -> None:
         """Free the line at once, whatever the actor is doing: it is killed, not asked."""
         self.active -= 1

@@ -7,6 +7,8 @@ import pytest
 
 from deployments.dialogue.text import normalize
 from serve_app.call import CallClient, speak_turn
+from serve_app.session_api import session_actor
+from tests.conftest import TEST_ENV
 from tests.test_engines import word_error_rate
 
 pytestmark = pytest.mark.platform
@@ -170,7 +172,7 @@ async def test_health_and_ready(platform):
     assert body["remaining_capacity"] == body["capacity"] - body["active_calls"]
 
 
-async def test_abrupt_disconnect_still_checkpoints_and_frees_the_actor(platform):
+async def test_an_abrupt_disconnect_frees_the_line_holds_the_call_then_ends_it_as_dropped(platform):
     import json
     import urllib.request
 
@@ -181,15 +183,26 @@ async def test_abrupt_disconnect_still_checkpoints_and_frees_the_actor(platform)
     await client.wait_for(lambda: any(e["type"] == "agent.text" and e["turn_id"] == 1 for e in client.events), 60)
     await client.close()  # no hangup: the network just goes away mid-reply
 
-    for _ in range(100):
+    for _ in range(100):  # held for a resume: the line is free, the call is not over
         state = stored(platform, sid)
-        if state.status.value == "ended":
+        if state.dropped_at_ms is not None:
             break
         await asyncio.sleep(0.1)
-    assert state.status.value == "ended" and state.end_reason == "caller_disconnected"
-    assert state.turns[1].transcript == "where is my order"
+    assert state.dropped_at_ms is not None and state.ended_at_ms is None, state
     with urllib.request.urlopen(platform["http"] + "/ready") as r:
         assert json.loads(r.read())["active_calls"] == 0
+    assert state.turns[1].transcript == "where is my order"
+    assert state.turns[1].interrupted  # the reply cut by the drop: only what was heard stays
+
+    window = float(TEST_ENV["VOICE_RESUME_WINDOW_S"])
+    for _ in range(int(window * 10) + 50):  # no resume within the window: the call ends, its actor gone
+        state = stored(platform, sid)
+        if state.ended_at_ms is not None:
+            break
+        await asyncio.sleep(0.1)
+    assert state.end_reason == "caller_dropped", state.end_reason
+    with pytest.raises(LookupError):
+        session_actor(sid, platform["store"])
 
 
 async def test_breaker_actor_is_shared_by_every_session(platform):

@@ -92,3 +92,32 @@ def test_restore_goes_on_from_the_checkpoint_and_refuses_what_was_read_before(tm
 async def _until(predicate):
     while not predicate():
         await asyncio.sleep(0.01)
+
+
+def test_a_resume_token_is_single_use_bound_to_its_caller_and_window(tmp_path, monkeypatch):
+    from deployments.session import engine as engine_module
+
+    engine = SessionEngine(SessionStore(tmp_path / "s.db"), max_turns=10)
+    engine.start("a" * 32, "caller-1", "en-US")
+    token = engine.issue_token()
+    assert engine.resume(token, "caller-1", 30) is None  # not dropped: nothing to resume
+    engine.hold()
+    assert engine.resume(token, "caller-2", 30) is None  # another caller's
+    assert engine.resume(token[:-1] + ("x" if token[-1] != "x" else "y"), "caller-1", 30) is None
+    fresh = engine.resume(token, "caller-1", 30)
+    assert fresh is not None and fresh != token and engine.state.dropped_at_ms is None
+    engine.hold()
+    assert engine.resume(token, "caller-1", 30) is None  # used: rotated on resume
+    later = engine.state.dropped_at_ms + 31_000
+    monkeypatch.setattr(engine_module, "now_ms", lambda: later)
+    assert engine.resume(fresh, "caller-1", 30) is None  # the window passed
+    stored = SessionStore(tmp_path / "s.db").load("a" * 32)
+    assert fresh not in stored.model_dump_json() and token not in stored.model_dump_json()  # only hashes
+    refusals = [e.detail["reason"] for e in engine.state.events if e.kind == "resume.refused"]
+    assert refusals == [
+        "session not dropped",
+        "another caller",
+        "token used or wrong",
+        "token used or wrong",
+        "resume window passed",
+    ]

@@ -99,5 +99,8 @@ def test_server_events_are_json_with_type_first():
         "input_sample_rate": 16000,
         "output_sample_rate": 22050,
         "protocol": 1,
+        "resumed": False,
     }
+    back = json.loads(session_started("s1", 16000, 16000, resume_token="s1.secret", resumed=True))
+    assert back["resumed"] is True and back["resume_token"] == "s1.secret"
     assert event("agent.state", state="listening").startswith('{"type":"agent.state"')

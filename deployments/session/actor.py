@@ -45,19 +45,41 @@ class SessionActor:
         self._engine = SessionEngine(open_store(settings), settings.max_turns)
         self._commands: asyncio.Queue[SessionCommand] = asyncio.Queue()
         self._reply_in_flight = False
+        self._resume_window_s = settings.resume_window_s
 
     def ping(self) -> int:
         return os.getpid()
 
     def start(self, start: StartSession) -> SessionOpened:
         state = self._engine.start(start.session_id, start.caller_id, start.locale, *_identity())
-        return SessionOpened(state=state, context=self._engine.context())
+        token = self._engine.issue_token()
+        return SessionOpened(state=state, context=self._engine.context(), resume_token=token)
 
     def restore(self, session_id: str) -> SessionOpened:
         """Take over a live call whose actor died, from its last checkpoint."""
         state = self._engine.restore(session_id, *_identity())
         log.info("session %s restored at turn %d", session_id, len(state.turns))
         return SessionOpened(state=state, context=self._engine.context())
+
+    def hold(self) -> None:
+        """The caller's socket dropped without a hang-up: the call waits for a resume."""
+        self._engine.hold()
+
+    def resume(self, token: str, caller_id: str) -> SessionOpened | None:
+        """The caller is back on a new socket (any Gateway replica): None when the token may
+        not resume this call (used, expired, another caller's)."""
+        token = self._engine.resume(token, caller_id, self._resume_window_s)
+        if token is None:
+            return None
+        return SessionOpened(state=self._engine.state, context=self._engine.context(), resume_token=token)
+
+    def expire_if_dropped(self) -> bool:
+        """The resume window passed: end the call (`caller_dropped`) unless it was resumed."""
+        state = self._engine.state
+        if state is None or state.dropped_at_ms is None or state.ended_at_ms is not None:
+            return False
+        self._engine.close("caller_dropped")
+        return True
 
     def record_turn(self, record: TurnRecord) -> TurnRecorded:
         return self._engine.record_turn(record)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from common.pii import mask_pii
 from deployments.policy.slots import extract_pin
+from deployments.session.resume import new_token, refusal
 from deployments.session.store import Store
 from models.dialogue import Exchange, TurnSummary
 from models.session import TurnContext, TurnFinish, TurnRecord, TurnRecorded
@@ -65,6 +66,27 @@ class SessionEngine:
         self.record("session.restored")
         self.checkpoint()
         return state
+
+    def issue_token(self) -> str:
+        """A new resume token for the caller (the old one stops working)."""
+        token, self.state.resume_hash = new_token(self.state.session_id)
+        self.checkpoint()
+        return token
+
+    def hold(self) -> None:
+        """The caller's socket dropped without a hang-up: keep the call for a resume."""
+        self.state.dropped_at_ms = now_ms()
+        self.record("caller.dropped")
+        self.checkpoint()
+
+    def resume(self, token: str, caller_id: str, window_s: float) -> str | None:
+        """Take the call up again on a new socket: a new token, or None when `token` may not."""
+        if (why := refusal(self.state, token, caller_id, now_ms(), window_s)) is not None:
+            self.record("resume.refused", reason=why)
+            return None
+        self.state.dropped_at_ms = None
+        self.record("session.resumed")
+        return self.issue_token()
 
     @property
     def version(self) -> int:

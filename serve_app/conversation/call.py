@@ -18,6 +18,7 @@ from collections.abc import Callable
 from common.config import Settings
 from deployments.vad.engine import VADStream
 from models.protocol import CloseCode, ConnectParams, event, session_started
+from models.session import TurnFinish
 from serve_app.conversation.ahead import AheadRunner
 from serve_app.conversation.channel import CLOSE_WAIT_S, Channel, quietly
 from serve_app.conversation.hearing import Transcribe
@@ -46,13 +47,17 @@ class Call:
         observe: Callable[[str, float], None] | None = None,
         breaker=None,
         clock=time.monotonic,
+        resume_token: str | None = None,
+        resumed: bool = False,
     ):
         self.params, self.session, self.session_id = params, session, session.session_id
         session_id = self.session_id
         self._settings = settings
+        self._resume_token, self.resumed = resume_token, resumed  # resumed: no greeting
         self._dl = Deadlines.from_settings(settings)
         self._ended: asyncio.Future = asyncio.get_running_loop().create_future()
         self.finalized = False
+        self.held = False  # dropped without hang-up and kept for a resume
         self._final_tried = False
         self.channel = Channel(ws, lambda: self.finish("caller_disconnected", None), clock)
         self.listener = Listener(
@@ -104,19 +109,24 @@ class Call:
     async def run(self) -> str:
         """Serve the call until it ends; returns the end reason."""
         params = self.params
-        await self.channel.send_text(session_started(self.session_id, params.sample_rate, params.output_sample_rate))
+        started = session_started(
+            self.session_id, params.sample_rate, params.output_sample_rate, self._resume_token, self.resumed
+        )
+        await self.channel.send_text(started)
         tasks = [
             asyncio.create_task(self.listener.run(), name="receiver"),
-            asyncio.create_task(self.turns.run(), name="worker"),
+            asyncio.create_task(self.turns.run(greet=not self.resumed), name="worker"),
             asyncio.create_task(self.timers.ttl(), name="ttl"),
             asyncio.create_task(self.timers.idle(), name="idle"),
             asyncio.create_task(self.timers.commands(), name="commands"),
         ]
         for t in tasks:
             t.add_done_callback(self._task_done)
+        cut = None
         try:
             reason, close_code = await self._ended
         finally:
+            cut = self.speaker.heard_at_drop()  # before the reply's task is cancelled
             self.ahead.cancel()
             for t in [*tasks, self.listener.partial, self.speaker.task]:
                 if t is not None:
@@ -128,11 +138,24 @@ class Call:
                 log.warning("call %s: %s task did not stop in time; left cancelled", self.session_id, t.get_name())
                 t.cancel()
             await quietly(self.listener.hearing.close(), CLOSE_WAIT_S, "hearing close")
+        if cut is not None:  # the reply the caller was hearing: only what they heard stays
+            self.session.finish_unawaited(TurnFinish(turn_id=cut[0], interrupted=True, heard=cut[1]))
+        if reason == "caller_disconnected" and self._settings.resume_window_s > 0:
+            await self._hold()
         await self.checkpoint_final(reason)  # the store is final before the caller hears session.ended
         if close_code is not None:
             await self.channel.send_text(event("session.ended", reason=reason))
             await self.channel.close(close_code, reason)
         return reason
+
+    async def _hold(self) -> None:
+        """A drop without hang-up: the call is kept for a resume instead of ended."""
+        self._final_tried = True  # either way, no final checkpoint: held, or the actor is not answering
+        try:
+            await self.session.hold()
+            self.held = True
+        except Exception as exc:
+            log.error("call %s: could not hold the call for a resume: %r", self.session_id, exc)
 
     async def checkpoint_final(self, reason: str) -> None:
         """Tried once, within its deadline: past it the actor is killed at release, unsaved."""

@@ -130,6 +130,13 @@ class SessionClient:
         except Exception as exc:
             log.warning("call %s: could not send turn %d's record: %r", self.session_id, record.turn_id, exc)
 
+    def finish_unawaited(self, finish: TurnFinish) -> None:
+        """A turn's close on the way out: sent now, ordered before the calls that follow."""
+        try:
+            self.actor.finish_turn.remote(finish)
+        except Exception as exc:
+            log.warning("call %s: could not send turn %d's close: %r", self.session_id, finish.turn_id, exc)
+
     async def finish_turn(self, finish: TurnFinish) -> None:
         try:
             self.context = await self._call("finish_turn", finish, seconds=self._dl.actor_call_s)
@@ -154,6 +161,10 @@ class SessionClient:
             except RayActorError:
                 if not await self._revive(actor):
                     raise
+
+    async def hold(self) -> None:
+        """The caller dropped without a hang-up: the actor keeps the call for a resume."""
+        await self._call("hold", seconds=self._dl.checkpoint_s)
 
     async def finalize(self, reason: str) -> None:
         await self._call("finalize", reason, seconds=self._dl.checkpoint_s)

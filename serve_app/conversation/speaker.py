@@ -140,6 +140,16 @@ class Speaker:
                 await self._channel.send_text(event("agent.text", turn_id=speech.turn_id, text=sentence))
             await self._channel.error("tts_failed", "speech synthesis failed; the sentence is in agent.text")
 
+    def heard_at_drop(self) -> tuple[int, list[str]] | None:
+        """The reply cut by a dropped socket: its turn and what the caller heard of it."""
+        if self.interrupted is not None and self.interrupted.turn_id is not None:
+            return self.interrupted.turn_id, self.interrupted.heard  # already cut by a barge-in
+        speech = self._speech
+        if speech is None or speech.turn_id is None or not self.speaking():
+            return None
+        played = (self.pacer.bytes_sent - speech.start_bytes) / 2 / self.params.output_sample_rate
+        return speech.turn_id, heard(speech.sentences, speech.durations, max(0.0, played - self.pacer.lead_s()))[0]
+
     async def barge_in(self) -> None:
         """The caller talks over the agent: stop the audio at once and tell the client to drop
         what it buffered. Whether they really took the turn is decided when they stop."""

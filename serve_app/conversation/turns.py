@@ -59,8 +59,22 @@ class Turns:
                 "busy", "the agent is still working on earlier turns; this one was not processed"
             ) from None
 
-    async def run(self) -> None:
-        """Greet, then take turns one at a time."""
+    async def run(self, greet: bool = True) -> None:
+        """Greet (not on a resumed call), then take turns one at a time."""
+        if greet:
+            await self._greet()
+        await self._channel.agent("listening")
+        while not cancelling():
+            turn = await self.queue.get()
+            self.busy = True
+            try:
+                await self._handle(turn)
+            finally:
+                self.busy = False
+            if not self.queue.qsize() and not self._speaker.speaking():
+                await self._channel.agent("listening")
+
+    async def _greet(self) -> None:
         speaker = self._speaker
         greeting = self.session.greeting()
         try:
@@ -75,16 +89,6 @@ class Turns:
             await speaker.reply(None, aiter_of([FALLBACK_GREETING]), metrics=None)
         if speaker.settle_now:
             await speaker.settle(resume=False)
-        await self._channel.agent("listening")
-        while not cancelling():
-            turn = await self.queue.get()
-            self.busy = True
-            try:
-                await self._handle(turn)
-            finally:
-                self.busy = False
-            if not self.queue.qsize() and not speaker.speaking():
-                await self._channel.agent("listening")
 
     async def _handle(self, turn: TurnInput) -> None:
         try:
