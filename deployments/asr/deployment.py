@@ -3,19 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from ray import serve
 
 from common.config import get_settings
 
+log = logging.getLogger(__name__)
+
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.5})
 class ASR:
     def __init__(self):
-        from deployments.asr.engine import WhisperEngine
+        import ray
+
+        from deployments.asr.engine import WhisperEngine, replica_device
 
         settings = get_settings()
-        self._engine = WhisperEngine(settings.whisper_model_path, settings.whisper_device, settings.whisper_cpu_threads)
+        gpus = len(ray.get_gpu_ids())
+        device = replica_device(settings.whisper_device, gpus)
+        if device == "cuda" and not gpus:
+            log.warning(
+                "VOICE_WHISPER_DEVICE=cuda but Ray reserved no GPU for this replica (num_gpus=0): using one unreserved"
+            )
+        self._engine = WhisperEngine(settings.whisper_model_path, device, settings.whisper_cpu_threads)
         self._lock = asyncio.Lock()  # one decode at a time: CTranslate2 already uses every thread given
 
     async def transcribe(self, pcm16: bytes, language: str = "en") -> dict:

