@@ -1,22 +1,22 @@
-"""Caller CLI: `python -m serve_app.call FILE.wav [FILE.wav ...]` (also `voice-call`).
+"""A caller over protocol v1, for the CLI (`python -m serve_app.call FILE.wav ...`, also
+`voice-call`: serve_app/call_cli.py), the tests and the load tests.
 
-Streams each file into one call at real-time pace, silence between, like a microphone
-would; saves the agent's audio; prints transcripts, agent text and, per turn, the
-voice-to-voice latency: last caller speech sample sent to first agent audio byte received.
+It speaks at real-time pace like a microphone, records every event and all agent audio, and
+measures voice-to-voice latency: last caller speech sample sent to first agent audio byte
+received. A socket that drops mid-call is dialled back into the same call (call_resume.py).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from urllib.parse import urlencode
 
 import websockets
+
+from serve_app.call_resume import RESUME_FOR_S, Line
 
 FRAME_MS = 20
 
@@ -36,11 +36,21 @@ class TurnReport:
 
 
 class CallClient:
-    """A WebSocket caller speaking protocol v1; records every event and all agent audio."""
+    """A WebSocket caller speaking protocol v1; records every event and all agent audio, across
+    resumes: a drop is dialled back for `resume_for` seconds (0: never) with the latest token."""
 
-    def __init__(self, url: str, caller_id: str, sample_rate: int = 16000, locale: str = "en-US", **extra: str):
+    def __init__(
+        self,
+        url: str,
+        caller_id: str,
+        sample_rate: int = 16000,
+        locale: str = "en-US",
+        resume_for: float = RESUME_FOR_S,
+        **extra: str,
+    ):
         query = {"caller_id": caller_id, "locale": locale, "sample_rate": sample_rate, **extra}
-        self.url = f"{url}?{urlencode(query)}"
+        self._line = Line(url, query, resume_for)
+        self.url = self._line.url
         self.sample_rate = sample_rate
         self.events: list[dict] = []
         self.audio = bytearray()
@@ -49,12 +59,11 @@ class CallClient:
         self.close_code: int | None = None
         self.close_reason: str = ""
         self.session: dict | None = None
-        self._ws = None
         self._reader: asyncio.Task | None = None
         self._changed = asyncio.Condition()
 
     async def connect(self, timeout: float = 30) -> dict:
-        self._ws = await websockets.connect(self.url, max_size=2**22, open_timeout=timeout)
+        await self._line.open(timeout)
         self._reader = asyncio.create_task(self._read())
         await self.wait_for(lambda: self.session or self.closed, timeout)
         if not self.session:
@@ -65,28 +74,36 @@ class CallClient:
     def closed(self) -> bool:
         return self.close_code is not None
 
+    @property
+    def resumes(self) -> int:
+        """How many times the call was taken up again on a new socket after a drop."""
+        return sum(1 for e in self.of_type("session.started") if e.get("resumed"))
+
+    async def _handle(self, msg: str | bytes) -> None:
+        now = time.monotonic()
+        if isinstance(msg, bytes):
+            self.audio.extend(msg)
+            self.audio_frames.append((now, len(msg)))
+            self.timeline.append(("audio", len(msg)))
+        else:
+            ev = json.loads(msg)
+            ev["_at"] = now
+            self.events.append(ev)
+            self.timeline.append(("event", ev["type"]))
+            if ev["type"] == "session.started":
+                self.session = ev
+                self._line.token = ev.get("resume_token")
+            elif ev["type"] == "session.ended":
+                self._line.ended = True
+        async with self._changed:
+            self._changed.notify_all()
+
     async def _read(self) -> None:
         try:
-            async for msg in self._ws:
-                now = time.monotonic()
-                if isinstance(msg, bytes):
-                    self.audio.extend(msg)
-                    self.audio_frames.append((now, len(msg)))
-                    self.timeline.append(("audio", len(msg)))
-                else:
-                    ev = json.loads(msg)
-                    ev["_at"] = now
-                    self.events.append(ev)
-                    self.timeline.append(("event", ev["type"]))
-                    if ev["type"] == "session.started":
-                        self.session = ev
-                async with self._changed:
-                    self._changed.notify_all()
-        except websockets.ConnectionClosed:
-            pass
+            await self._line.run(self._handle)
         finally:
-            self.close_code = self._ws.close_code if self._ws.close_code is not None else 1006
-            self.close_reason = self._ws.close_reason or ""
+            self.close_code = self._line.close_code
+            self.close_reason = self._line.ws.close_reason or ""
             async with self._changed:
                 self._changed.notify_all()
 
@@ -112,13 +129,13 @@ class CallClient:
         return await self.wait_for(find, timeout)
 
     async def send_bytes(self, data: bytes) -> None:
-        await self._ws.send(data)
+        await self._line.ws.send(data)
 
     async def send_json(self, obj) -> None:
-        await self._ws.send(json.dumps(obj))
+        await self._line.send_text(json.dumps(obj))
 
     async def send_raw_text(self, text: str) -> None:
-        await self._ws.send(text)
+        await self._line.send_text(text)
 
     async def stream(self, pcm16: bytes, realtime: bool = True) -> float:
         """Send PCM in 20 ms frames at real-time pace; returns when the last frame left."""
@@ -129,7 +146,7 @@ class CallClient:
                 delay = start + i * FRAME_MS / 1000 - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            await self._ws.send(pcm16[off : off + frame])
+            await self._line.send_audio(pcm16[off : off + frame], self.closed)
         return time.monotonic()
 
     async def silence_until(self, predicate, timeout: float) -> bool:
@@ -140,7 +157,7 @@ class CallClient:
             if self.closed or time.monotonic() > deadline:
                 return predicate()
             try:
-                await self._ws.send(frame)
+                await self._line.send_audio(frame, self.closed)
             except websockets.ConnectionClosed:  # the server hung up between the check and the send
                 await asyncio.sleep(0.05)  # let the reader record the close
                 return predicate()
@@ -154,14 +171,17 @@ class CallClient:
 
     async def hangup(self, timeout: float = 15) -> None:
         if not self.closed:
-            await self.send_json({"type": "hangup"})
+            await self._line.live.wait()  # a drop being dialled back: hang up the call, not a dead socket
+            self._line.leave()
+            try:
+                await self.send_json({"type": "hangup"})
+            except websockets.ConnectionClosed:
+                pass  # gone already: nothing more to hang up
             await self.wait_for(lambda: self.closed, timeout)
 
     async def close(self) -> None:
-        if self._ws is not None:
-            await self._ws.close()
-        if self._reader is not None:
-            await asyncio.gather(self._reader, return_exceptions=True)
+        """Our own close, no hang-up (the server holds the call for a resume): not dialled back."""
+        await self._line.close(self._reader)
 
 
 async def speak_turn(client: CallClient, pcm16: bytes, label: str = "", timeout: float = 30) -> TurnReport:
@@ -185,69 +205,10 @@ async def speak_turn(client: CallClient, pcm16: bytes, label: str = "", timeout:
     return report
 
 
-async def run_cli(args) -> int:
-    from common.audio import read_wav, resample, write_wav
-    from models.protocol import SUPPORTED_SAMPLE_RATES
-
-    clips = []
-    for path in args.files:
-        pcm, rate = read_wav(path)
-        if rate not in SUPPORTED_SAMPLE_RATES:
-            pcm, rate = resample(pcm, rate, 16000), 16000
-        clips.append((path, pcm, rate))
-    rate = clips[0][2]
-    clips = [(p, resample(pcm, r, rate), rate) for p, pcm, r in clips]
-    client = CallClient(args.url, args.caller_id, rate, args.locale)
-    try:
-        session = await client.connect()
-    except (TimeoutError, OSError, ConnectionError, websockets.InvalidStatus) as exc:
-        print(f"could not start a call at {args.url}: {exc}", file=sys.stderr)
-        return 2
-    print(
-        f"session {session['session_id']} "
-        f"(in {session['input_sample_rate']} Hz, out {session['output_sample_rate']} Hz)"
-    )
-    await client.silence_until(
-        lambda: any(e["type"] == "agent.state" and e["state"] == "listening" for e in client.events), 30
-    )
-    print("agent: " + " ".join(e["text"] for e in client.of_type("agent.text")))
-    reports = []
-    for path, pcm, _ in clips:
-        await client.silence_until(lambda: False, args.gap) if args.gap else None
-        report = await speak_turn(client, pcm, Path(path).name, args.timeout)
-        reports.append(report)
-        lat = f"{report.latency_ms:.0f} ms" if report.latency_ms is not None else "no audio"
-        print(f"you ({report.file}): {report.transcript!r}")
-        print(f"agent: {' '.join(report.agent_text)}")
-        print(f"  voice-to-voice {lat}; server stages {report.metrics}")
-        if client.closed:
-            break
-    await client.hangup()
-    await client.close()
-    ended = client.of_type("session.ended")
-    print(f"call ended: {ended[-1]['reason'] if ended else 'no session.ended'} (close {client.close_code})")
-    out = Path(args.out)
-    write_wav(out, bytes(client.audio), client.session["output_sample_rate"])
-    print(f"agent audio ({len(client.audio) / 2 / client.session['output_sample_rate']:.1f} s) saved to {out}")
-    lats = [r.latency_ms for r in reports if r.latency_ms is not None]
-    if lats:
-        print(f"voice-to-voice per turn (ms): {', '.join(f'{x:.0f}' for x in lats)}")
-    for e in client.of_type("error"):
-        print(f"server error event: {e['code']}: {e['message']}", file=sys.stderr)
-    return 0 if len(lats) == len(clips) else 1
-
-
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="voice-call", description=__doc__.splitlines()[0])
-    p.add_argument("files", nargs="+", help="16-bit PCM WAV files, one caller turn each")
-    p.add_argument("--url", default="ws://127.0.0.1:8000/ws/call")
-    p.add_argument("--caller-id", default="cli-caller")
-    p.add_argument("--locale", default="en-US")
-    p.add_argument("--out", default="agent_audio.wav", help="where to save the agent's audio")
-    p.add_argument("--gap", type=float, default=0.5, help="seconds of silence before each turn")
-    p.add_argument("--timeout", type=float, default=30, help="seconds to wait for each answer")
-    args = p.parse_args(argv)
-    return asyncio.run(run_cli(args))
+    from serve_app.call_cli import main as cli  # the terminal's side, apart from the client
+
+    return cli(argv)
 
 
 if __name__ == "__main__":

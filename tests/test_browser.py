@@ -159,10 +159,12 @@ def test_static_files(platform):
 
 
 class DropProxy:
-    """A TCP relay to the platform that can cut every connection: a dropped network, for real."""
+    """A TCP relay to the platform that can cut every connection: a dropped network, for real.
+    While `blocked`, new connections are cut at once (the network is still down)."""
 
     def __init__(self, port: int):
         self.upstream = port
+        self.blocked = False
         self.server = socket.create_server(("127.0.0.1", 0))
         self.port = self.server.getsockname()[1]
         self.conns: list[socket.socket] = []
@@ -174,6 +176,9 @@ class DropProxy:
                 client, _ = self.server.accept()
             except OSError:
                 return
+            if self.blocked:
+                client.close()
+                continue
             upstream = socket.create_connection(("127.0.0.1", self.upstream))
             self.conns += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
@@ -253,16 +258,20 @@ def test_browser_errors(platform, playwright, output_dir):
             for ws in held:
                 ws.close()
 
-        # The network drops mid-call: the page says so and reconnects on request.
+        # The network drops mid-call and stays down past the page's resume time (2 s here): the
+        # page tries to dial the call back, then says the connection dropped and reconnects on request.
         proxy = DropProxy(platform["port"])
         try:
-            page.goto(f"{platform['http']}/?server=ws://127.0.0.1:{proxy.port}")
+            page.goto(f"{platform['http']}/?server=ws://127.0.0.1:{proxy.port}&resume_s=2")
             page.click("#connect")
             expect(page.locator("#conn")).to_have_text("connected")
+            proxy.blocked = True
             proxy.cut()
+            expect(page.locator("#conn")).to_have_text("Reconnecting…")
             expect(page.locator("#conn")).to_have_text("connection lost")
             expect(page.locator("#message")).to_contain_text("connection dropped")
             page.screenshot(path=str(output_dir / "dropped.png"), full_page=True)
+            proxy.blocked = False
             page.click("#reconnect")
             expect(page.locator("#conn")).to_have_text("connected")
             page.click("#hangup")
@@ -271,4 +280,64 @@ def test_browser_errors(platform, playwright, output_dir):
             proxy.close()
         assert not errors, errors
     finally:
+        browser.close()
+
+
+def test_browser_call_resumes_after_a_dropped_connection(platform, playwright, output_dir):
+    """The network drops mid-call: the page shows "Reconnecting…", dials the same call back with
+    its resume token (same session, no second greeting), and the microphone, the player and
+    typed turns go on."""
+    from playwright.sync_api import expect
+
+    from common.audio import write_wav
+
+    wav = output_dir / "quiet.wav"
+    write_wav(wav, silence(5.0), 16000)  # a quiet room: the microphone runs, nobody speaks
+    browser = launch(playwright, "--use-fake-ui-for-media-stream", f"--use-file-for-fake-audio-capture={wav}")
+    proxy = DropProxy(platform["port"])
+    page = None
+    try:
+        page, errors = open_page(browser, f"{platform['http']}/?server=ws://127.0.0.1:{proxy.port}")
+        page.fill("#caller", "browser-resume")
+        page.click("#connect")
+        expect(page.locator("#conn")).to_have_text("connected")
+        expect(page.locator("#agent-state")).to_have_text("listening")  # the greeting is over
+        before = stats(page)
+        assert before["sessionId"] and before["resumes"] == 0, before
+
+        proxy.cut()
+        expect(page.locator("#conn")).to_have_text("Reconnecting…")
+        expect(page.locator("#mic-state")).to_have_text("on")  # kept, not torn down
+        expect(page.locator("#conn")).to_have_text("connected")
+        after = stats(page)
+        assert after["sessionId"] == before["sessionId"] and after["resumes"] == 1, after
+        expect(page.locator("#message")).to_contain_text("goes on")
+        # the microphone goes on, on the new socket
+        page.wait_for_function(f"() => window.voiceStats.framesSent > {after['framesSent'] + 25}")
+
+        page.fill("#text", "What are your opening hours?")
+        page.click("#send")
+        expect(page.locator("#log li.agent").filter(has_text=re.compile("monday", re.I)).first).to_be_visible()
+        page.wait_for_function(f"() => window.voiceStats.audioBytesReceived > {after['audioBytesReceived']}")
+        greetings = page.locator("#log li.agent").filter(has_text="Hello, thanks for calling")
+        expect(greetings).to_have_count(1)  # the call went on: no second greeting
+        started = page.evaluate(
+            "() => [...document.querySelectorAll('#events li')].map(e => JSON.parse(e.textContent))"
+            ".filter(e => e.type === 'session.started')"
+        )
+        assert [e["resumed"] for e in started] == [False, True], started
+        assert started[0]["session_id"] == started[1]["session_id"]
+        assert started[0]["resume_token"] != started[1]["resume_token"]
+        page.screenshot(path=str(output_dir / "resumed.png"), full_page=True)
+
+        page.click("#hangup")
+        expect(page.locator("#conn")).to_have_text("call ended")
+        assert stats(page)["lastEnd"] == "hangup"
+        assert not errors, errors
+    except Exception:
+        if page is not None:
+            save_failure(page, output_dir)
+        raise
+    finally:
+        proxy.close()
         browser.close()

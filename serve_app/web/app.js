@@ -6,6 +6,12 @@ const CALLER_ID = /^[A-Za-z0-9_.-]{1,64}$/;
 const VOICE_LEVEL = 0.01; // mic frame RMS that counts as speech for the page's latency clock
 const CONNECT_TIMEOUT_MS = 10000;
 const TARGET_MS = 700;
+// A call whose socket drops without a hang-up is held by the server for a resume (30 s by
+// default): dial it back with its resume token, backing off, for this long (?resume_s=, 0: never).
+// A browser cannot see the HTTP status of a refused WebSocket, so a refused token is tried
+// until the time is up too.
+const RESUME_MS = 1000 * Number(new URLSearchParams(location.search).get("resume_s") ?? 30);
+const RESUME_BACKOFF_MS = [200, 500, 1000, 2000];
 
 const $ = (id) => document.getElementById(id);
 
@@ -20,6 +26,8 @@ export const stats = {
   bufferedAfterClear: null, // what the player held right after the last audio.clear (0: emptied)
   latencies: [], // {turn, ms, kind, server}
   lastEnd: null, // session.ended reason of the last call
+  sessionId: null,
+  resumes: 0, // times the call was taken up again after a dropped connection
 };
 window.voiceStats = stats;
 
@@ -37,7 +45,7 @@ function setConn(state, text) {
   const el = $("conn");
   el.dataset.state = state;
   el.textContent = text || state;
-  const live = state === "connecting" || state === "connected";
+  const live = state === "connecting" || state === "connected" || state === "reconnecting";
   $("connect").disabled = live;
   $("hangup").disabled = !live;
   $("text").disabled = $("send").disabled = state !== "connected";
@@ -107,7 +115,10 @@ class Call {
   constructor(callerId, locale) {
     this.callerId = callerId;
     this.locale = locale;
-    this.started = false;
+    this.started = false; // the call began (session.started once)
+    this.live = false; // a socket carries it now (session.started on this one)
+    this.token = null; // resume token from the latest session.started
+    this.droppedAt = null; // while dialling a dropped call back: when it dropped
     this.ended = null; // session.ended reason
     this.hungUp = false;
     this.lastVoiceAt = 0;
@@ -168,7 +179,7 @@ class Call {
 
   onMicFrame({ pcm, level }) {
     if (level > VOICE_LEVEL) this.lastVoiceAt = performance.now();
-    if (this.started && this.ws.readyState === WebSocket.OPEN) {
+    if (this.live && this.ws.readyState === WebSocket.OPEN) {
       this.ws.send(pcm);
       stats.framesSent++;
     }
@@ -181,6 +192,7 @@ class Call {
       sample_rate: WIRE_RATE,
       output_sample_rate: WIRE_RATE,
     });
+    if (this.droppedAt !== null) q.set("resume", this.token);
     this.url = `${wsBase()}/ws/call?${q}`;
     let ws;
     try {
@@ -192,7 +204,7 @@ class Call {
     this.ws = ws;
     ws.binaryType = "arraybuffer";
     this.timer = setTimeout(() => {
-      if (!this.started) ws.close();
+      if (!this.live) ws.close();
     }, CONNECT_TIMEOUT_MS);
     ws.onmessage = (e) => (typeof e.data === "string" ? this.onEvent(e.data) : this.onAudio(e.data));
     ws.onclose = (e) => this.onClose(e);
@@ -219,8 +231,15 @@ class Call {
     logEvent(ev);
     switch (ev.type) {
       case "session.started":
-        this.started = true;
+        this.started = this.live = true;
+        this.token = ev.resume_token || null;
+        stats.sessionId = ev.session_id;
         clearTimeout(this.timer);
+        if (ev.resumed) {
+          stats.resumes++;
+          this.droppedAt = null;
+          message("The connection came back: the call goes on.");
+        }
         setConn("connected", "connected");
         break;
       case "transcript":
@@ -273,14 +292,22 @@ class Call {
   }
 
   sendText(text) {
-    if (!this.started) return;
+    if (!this.live) return;
     this.ws.send(JSON.stringify({ type: "text", text }));
     this.awaiting = { since: performance.now(), kind: "typed", turn: null };
   }
 
   hangup() {
     this.hungUp = true;
-    if (this.ws && this.ws.readyState === WebSocket.OPEN && this.started) {
+    if (this.droppedAt !== null) {
+      // Between sockets: stop dialling; the server ends the held call when its window passes.
+      clearTimeout(this.retry);
+      this.droppedAt = null;
+      if (this.ws.readyState !== WebSocket.CLOSED) this.ws.close();
+      this.stopAudio();
+      setConn("ended", "call ended");
+      message("Call ended.");
+    } else if (this.ws && this.ws.readyState === WebSocket.OPEN && this.live) {
       this.ws.send(JSON.stringify({ type: "hangup" }));
       setTimeout(() => this.ws.readyState !== WebSocket.CLOSED && this.ws.close(), 3000);
     } else if (this.ws) {
@@ -290,6 +317,15 @@ class Call {
 
   onClose(e) {
     clearTimeout(this.timer);
+    const wasLive = this.live;
+    this.live = false;
+    if (this.started && !this.ended && !this.hungUp && this.token && RESUME_MS > 0) {
+      // A drop: no session.ended and not ours. Keep the microphone and the player running (frames
+      // are not sent while down) and dial the same call back.
+      if (wasLive) this.dropped(e); // else an attempt to dial back failed: try again
+      this.resumeLater(e);
+      return;
+    }
     this.stopAudio();
     stats.lastEnd = this.ended;
     $("partial").textContent = "";
@@ -319,6 +355,27 @@ class Call {
       setConn("dropped", "connection lost");
       message(`The connection dropped (${e.code}${e.reason ? " " + e.reason : ""}). Press Reconnect to call again.`, "error");
     }
+  }
+
+  dropped(e) {
+    this.droppedAt = performance.now();
+    this.attempts = 0;
+    this.awaiting = null; // that turn's latency cannot be measured across the gap
+    $("partial").textContent = "";
+    $("agent-state").textContent = $("user-state").textContent = "-";
+    setConn("reconnecting", "Reconnecting…");
+    message(`The connection dropped (${e.code}): reconnecting to your call…`, "error");
+  }
+
+  resumeLater(e) {
+    const delay = RESUME_BACKOFF_MS[Math.min(this.attempts++, RESUME_BACKOFF_MS.length - 1)];
+    if (performance.now() + delay - this.droppedAt > RESUME_MS) {
+      this.droppedAt = null;
+      this.token = null; // the window is over: a close now is the end
+      this.onClose(e);
+      return;
+    }
+    this.retry = setTimeout(() => this.open(), delay);
   }
 
   fail(text) {
