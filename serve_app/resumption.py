@@ -27,6 +27,8 @@ from serve_app.session_pool import SessionPool
 
 log = logging.getLogger(__name__)
 
+NOTICE_S = 2.0  # how long a resume waits for the server to notice the old socket dropped
+
 
 class Resumption:
     def __init__(self, pool: SessionPool, store: Store, settings: Settings):
@@ -37,7 +39,7 @@ class Resumption:
     async def take(self, params: ConnectParams) -> tuple[Any, SessionOpened] | None:
         """The held call `params.resume` names, with a line taken here for it; None when the
         token may not resume a call. AtCapacity when this replica is full."""
-        state = await asyncio.to_thread(self._store.load, session_of(params.resume))
+        state = await self._held(session_of(params.resume))
         if state is None or state.dropped_at_ms is None or state.ended_at_ms is not None or not state.actor_name:
             return None
         try:
@@ -54,6 +56,17 @@ class Resumption:
             self._pool.detach()
             return None
         return actor, opened
+
+    async def _held(self, session_id: str):
+        """The session's stored state, once held: a client may dial back before the server has
+        noticed its old socket is gone, so a live call is given `NOTICE_S` to become held."""
+        deadline = asyncio.get_running_loop().time() + NOTICE_S
+        while True:
+            state = await asyncio.to_thread(self._store.load, session_id)
+            live = state is not None and state.dropped_at_ms is None and state.ended_at_ms is None
+            if not live or asyncio.get_running_loop().time() >= deadline:
+                return state
+            await asyncio.sleep(0.1)
 
     def expire_later(self, actor, session_id: str) -> None:
         task = asyncio.get_running_loop().create_task(self._expire(actor, session_id))
