@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     idle_checkin_s: float = Field(default=15.0, gt=0)  # caller silence before "Are you still there?"
     idle_max_checkins: int = Field(default=2, ge=0)  # unanswered check-ins before goodbye
     resume_window_s: float = Field(default=30.0, ge=0)  # a dropped call is held this long for resume; 0 = off
+    # A session actor whose Gateway replica stopped renewing this long holds its call for a resume
+    # (deployments/session/lease.py); renewed every third of it.
+    session_lease_s: float = Field(default=3.0, gt=0)
+    # A draining Gateway replica (redeploy, downscale) lets a call finish its turn this long before
+    # moving it; keep it under the Gateway's graceful_shutdown_timeout_s in serve_config.yaml.
+    drain_turn_s: float = Field(default=20.0, gt=0)
 
     # Capacity and abuse limits per Gateway replica.
     max_calls_per_replica: int = Field(default=20, ge=1)

@@ -28,6 +28,7 @@ class CloseCode:
     INVALID_PAYLOAD = 1007
     TOO_BIG = 1009
     SERVER_ERROR = 1011
+    SERVICE_RESTART = 1012  # draining: resume with the token in session.ended
     AT_CAPACITY = 1013
 
 

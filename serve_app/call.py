@@ -94,7 +94,10 @@ class CallClient:
                 self.session = ev
                 self._line.token = ev.get("resume_token")
             elif ev["type"] == "session.ended":
-                self._line.ended = True
+                if ev.get("reason") == "draining" and ev.get("resume_token"):
+                    self._line.token = ev["resume_token"]  # the server moves the call: dial it back
+                else:
+                    self._line.ended = True
         async with self._changed:
             self._changed.notify_all()
 

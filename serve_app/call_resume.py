@@ -24,7 +24,7 @@ RESUME_FOR_S = 30.0
 BACKOFF_S = (0.2, 0.5, 1.0, 2.0)  # then the last, until the window is over
 # A reconnect can beat the server to noticing the drop (it then still sees the call as live and
 # refuses the token): a 403 this soon after the drop is tried again.
-NOT_NOTICED_YET_S = 2.0
+NOT_NOTICED_YET_S = 5.0  # the server waits up to its lease (3 s) + 1 s for a dead replica's call
 MAX_SIZE = 2**22
 
 
@@ -79,7 +79,19 @@ class Line:
         self._over = False  # run() has returned: no socket will follow this one
 
     async def open(self, timeout: float) -> None:
-        self.ws = await websockets.connect(self.url, max_size=MAX_SIZE, open_timeout=timeout)
+        """Dial the call; a 503 (that replica is draining, or full while another has room) is
+        dialled again, as its Retry-After says, until `timeout`."""
+        deadline = time.monotonic() + timeout
+        attempt = 0
+        while True:
+            try:
+                self.ws = await websockets.connect(self.url, max_size=MAX_SIZE, open_timeout=timeout)
+                break
+            except websockets.InvalidStatus as exc:
+                if exc.response.status_code != 503 or time.monotonic() + backoff(attempt) > deadline:
+                    raise
+                await asyncio.sleep(backoff(attempt) / 4)
+                attempt += 1
         self.live.set()
 
     def leave(self) -> None:

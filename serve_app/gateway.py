@@ -18,12 +18,14 @@ from deployments.session.actor import SESSION_NAMESPACE, SessionActor
 from deployments.session.store import open_store
 from deployments.tools.breaker_actor import BreakerClient, breaker_actor
 from deployments.vad.engine import SileroVAD
-from models.protocol import CloseCode, ProtocolError, event, parse_connect
-from models.session import StartSession
+from models.protocol import ProtocolError, parse_connect
 from serve_app.admission import Admission, default_origins
+from serve_app.calls import Calls
+from serve_app.capacity import CapacityReporter, ledger_actor
 from serve_app.conversation.call import Call
 from serve_app.conversation.session_client import SessionClient
-from serve_app.deadlines import Deadlines, StageTimeout, within
+from serve_app.deadlines import Deadlines
+from serve_app.drain import DrainWatch, serve_probe
 from serve_app.http_guard import Guard, deny
 from serve_app.resumption import Resumption
 from serve_app.session_pool import AtCapacity, SessionPool
@@ -64,15 +66,28 @@ class Gateway:
         self._asr, self._tts, self._dialogue = asr, tts, dialogue
         self._vad = SileroVAD()
         self._metrics = _metrics()
-        actor_opts = {"num_cpus": self._settings.session_actor_num_cpus, "namespace": SESSION_NAMESPACE}
+        actor_opts = {
+            "num_cpus": self._settings.session_actor_num_cpus,
+            "namespace": SESSION_NAMESPACE,
+            "lifetime": "detached",  # a call outlives this replica; its lease ends it (deployments/session/lease.py)
+        }
         self._pool = SessionPool(
             lambda: SessionActor.options(name=f"session-{uuid.uuid4().hex}", **actor_opts).remote(),
             self._settings.warm_sessions,
             self._settings.max_calls_per_replica,
             self._settings.actor_start_timeout_ms / 1000,
+            self._settings.session_lease_s,
         )
         self._pool.start()  # pre-start session actors now, not on the first call
         self._resumption = Resumption(self._pool, open_store(self._settings), self._settings)
+        self._calls = Calls(self._settings, self._pool, self._make_call, self._metrics)
+        pool = self._pool
+        self._capacity = CapacityReporter(
+            ledger_actor(), uuid.uuid4().hex, lambda: (pool.active, pool.max_active, self._calls.draining)
+        )
+        self._capacity.start()
+        self._drain_watch = DrainWatch(serve_probe(), self._drain)
+        self._drain_watch.start()
         s = self._settings
         origins = s.allowed_origins or default_origins(s.http_port)
         self._admission = Admission(origins, s.calls_per_minute_per_caller, s.calls_per_minute_per_address)
@@ -106,7 +121,8 @@ class Gateway:
     @api.get("/ready")
     async def ready(self):
         body = {
-            "ready": self._pool.remaining > 0,
+            "ready": self._pool.remaining > 0 and not self._calls.draining,
+            "draining": self._calls.draining,
             "active_calls": self._pool.active,
             "capacity": self._pool.max_active,
             "remaining_capacity": self._pool.remaining,
@@ -137,6 +153,11 @@ class Gateway:
             log.info("connect refused: HTTP %d, %s", *denied)
             await deny(ws.scope, ws.receive, ws.send, *denied, {"Retry-After": "60"} if denied[0] == 429 else None)
             return
+        refusal = await self._no_room(params)
+        if refusal is not None:
+            self._metrics["rejected"].inc(tags={"code": refusal[0]})
+            await deny(ws.scope, ws.receive, ws.send, 503, refusal[1], {"Retry-After": "0"})
+            return
         resuming = None
         if params.resume is not None:
             try:
@@ -148,92 +169,39 @@ class Gateway:
                 self._metrics["rejected"].inc(tags={"code": "resume_refused"})
                 await deny(ws.scope, ws.receive, ws.send, 403, "resume token unknown, used, expired or not yours")
                 return
-        await ws.accept()
-        deadlines = Deadlines.from_settings(self._settings)
-        if resuming is None:
-            try:
-                actor = await self._pool.acquire()  # spawning one, if none is warm, within actor_start_s
-            except AtCapacity as exc:
-                self._metrics["rejected"].inc(tags={"code": "at_capacity"})
-                await ws.send_text(event("session.ended", reason="at_capacity", message=str(exc)))
-                await ws.close(code=CloseCode.AT_CAPACITY, reason="at capacity")
-                return
-            except Exception as exc:
-                await self._refuse(ws, "start_timeout" if isinstance(exc, StageTimeout) else "server_error", exc)
-                return
-            session_id = uuid.uuid4().hex
-        else:
-            actor, opened = resuming
-            session_id = opened.state.session_id
-        reason, handler, started = "server_error", None, resuming is not None
-        try:  # from here on, whatever happens (cancellation included), the line is released
-            self._metrics["active"].set(self._pool.active)
-            if resuming is None:
-                try:
-                    start = actor.start.remote(
-                        StartSession(session_id=session_id, caller_id=params.caller_id, locale=params.locale)
-                    )
-                    opened = await within(start, deadlines.actor_start_s, "session start")
-                except StageTimeout as exc:
-                    reason = "start_timeout"
-                    await self._refuse(ws, reason, exc)
-                    return
-            started = True
-            handler = Call(
-                ws,
-                params,
-                SessionClient(actor, self._dialogue, opened.context, deadlines, self._pool.replace),
-                self._transcribe,
-                self._synthesize,
-                self._vad.stream(),
-                self._settings,
-                self._observe,
-                self._breakers,
-                resume_token=opened.resume_token,
-                resumed=resuming is not None,
-            )
-            log.info("call %s started (caller %s, %d Hz)", session_id, params.caller_id, params.sample_rate)
-            reason = await handler.run()
-        except Exception:
-            log.exception("call %s failed", session_id)
-            try:
-                await within(self._end(ws, "server_error", CloseCode.SERVER_ERROR), 1.0, "close")
-            except Exception:
-                pass
-        finally:
-            try:
-                if handler is not None:
-                    await handler.checkpoint_final(reason)  # a no-op when run() already tried it
-                elif started:
-                    await within(actor.finalize.remote(reason), deadlines.checkpoint_s, "final checkpoint")
-            except BaseException as exc:
-                log.error("call %s: final checkpoint failed: %r", session_id, exc)
-            finally:
-                if handler is not None:
-                    actor = handler.session.actor  # the one holding the call now (a dead one was replaced)
-                if handler is not None and handler.held:  # dropped: the actor waits for a resume
-                    self._pool.detach()
-                    self._resumption.expire_later(actor, session_id)
-                else:
-                    self._pool.release(actor)  # kills the actor: never skipped, never waits on it
-                self._metrics["active"].set(self._pool.active)
-                self._metrics["calls"].inc(tags={"reason": reason})
-                log.info("call %s ended: %s", session_id, reason)
-
-    async def _refuse(self, ws: WebSocket, reason: str, exc: Exception) -> None:
-        """No session actor could be had in time: the caller is told, the call ends (1013: try again)."""
-        self._metrics["rejected"].inc(tags={"code": reason})
-        log.warning("call refused (%s): %r", reason, exc)
-        code = CloseCode.AT_CAPACITY if reason == "start_timeout" else CloseCode.SERVER_ERROR
         try:
-            await within(self._end(ws, reason, code), 1.0, "close")
-        except Exception:
-            pass
+            await self._calls.serve(ws, params, resuming)
+        finally:
+            self._capacity.report()
 
-    @staticmethod
-    async def _end(ws: WebSocket, reason: str, code: int) -> None:
-        await ws.send_text(event("session.ended", reason=reason))
-        await ws.close(code=code, reason=reason)
+    async def _no_room(self, params) -> tuple[str, str] | None:
+        """Why this replica sends the caller to another (HTTP 503, Retry-After 0): it is draining,
+        or it is full while another has room. None: take the call here (1013 if all are full)."""
+        if self._calls.draining:
+            return "draining", "this replica is shutting down: dial again"
+        if self._pool.remaining == 0 and await self._capacity.room_elsewhere():
+            return "replica_full", "this replica is full and another has room: dial again"
+        return None
+
+    def _make_call(self, ws, params, actor, opened, resumed: bool) -> Call:
+        deadlines = Deadlines.from_settings(self._settings)
+        return Call(
+            ws,
+            params,
+            SessionClient(actor, self._dialogue, opened.context, deadlines, self._pool.replace),
+            self._transcribe,
+            self._synthesize,
+            self._vad.stream(),
+            self._settings,
+            self._observe,
+            self._breakers,
+            resume_token=opened.resume_token,
+            resumed=resumed,
+        )
+
+    def _drain(self) -> None:
+        self._calls.drain()
+        self._capacity.report()
 
     async def _transcribe(self, pcm16: bytes, locale: str) -> dict:
         return await self._asr.transcribe.remote(pcm16, locale.split("-")[0])

@@ -1,4 +1,5 @@
-"""Pre-started session actors, so a new call never waits for a process to spawn."""
+"""Pre-started session actors, so a new call never waits for a process to spawn; and the lease
+that tells each actor this replica is alive (deployments/session/lease.py)."""
 
 from __future__ import annotations
 
@@ -19,10 +20,21 @@ class AtCapacity(Exception):
 
 
 class SessionPool:
-    """Owned by one Gateway replica: its actors die with it, never leak past it."""
+    """One Gateway replica's actors. They are detached (a call outlives its replica), so this
+    pool renews their leases; an actor whose lease lapses holds its call or exits by itself."""
 
-    def __init__(self, factory: Callable[[], Any], warm: int, max_active: int, start_timeout_s: float = 10.0):
+    def __init__(
+        self,
+        factory: Callable[[], Any],
+        warm: int,
+        max_active: int,
+        start_timeout_s: float = 10.0,
+        lease_s: float = 3.0,
+    ):
         self._factory = factory
+        self._lease_s = lease_s
+        self._live: set = set()  # actors in a call on this replica
+        self._renew_task: asyncio.Task | None = None
         self._start_timeout_s = start_timeout_s  # a spawn that takes longer is given up (and killed)
         self._warm_target = warm
         self.max_active = max_active
@@ -39,8 +51,21 @@ class SessionPool:
         return max(0, self.max_active - self.active)
 
     def start(self) -> None:
+        loop = asyncio.get_running_loop()
         if self._refill_task is None or self._refill_task.done():
-            self._refill_task = asyncio.get_running_loop().create_task(self._refill())
+            self._refill_task = loop.create_task(self._refill())
+        if self._renew_task is None or self._renew_task.done():
+            self._renew_task = loop.create_task(self._renew())
+
+    async def _renew(self) -> None:
+        """Fire and forget, every third of the lease: a lost renewal is made up by the next."""
+        while True:
+            for actor in [*self._warm, *self._live]:
+                try:
+                    actor.renew.remote()
+                except Exception:
+                    log.debug("lease renewal not sent", exc_info=True)
+            await asyncio.sleep(self._lease_s / 3)
 
     async def _spawn(self):
         actor = self._factory()
@@ -68,6 +93,7 @@ class SessionPool:
         except BaseException:
             self.active -= 1
             raise
+        self._live.add(actor)
         self.start()
         return actor
 
@@ -75,24 +101,30 @@ class SessionPool:
         """A call's actor died: a fresh one takes its place on the same line (no capacity check:
         the call already holds it)."""
         _kill(dead)
+        self._live.discard(dead)
         actor = self._warm.pop() if self._warm else await self._spawn()
+        self._live.add(actor)
         self.start()
         return actor
 
-    def detach(self) -> None:
-        """A call held for a resume frees its line here; its actor lives on (the resume may
-        come to any replica, which adopts it)."""
+    def detach(self, actor) -> None:
+        """A call held for a resume frees its line here; its actor lives on, unrenewed (the
+        resume may come to any replica, which adopts it; none within the window, it ends)."""
         self.active -= 1
+        self._live.discard(actor)
 
-    def adopt(self) -> None:
+    def adopt(self, actor) -> None:
         """A resumed call takes a line here for the actor it brings."""
         if self.active >= self.max_active:
             raise AtCapacity(f"{self.active} calls active on this replica (limit {self.max_active})")
         self.active += 1
+        self._live.add(actor)
+        self.start()
 
     def release(self, actor) -> None:
         """Free the line at once, whatever the actor is doing: it is killed, not asked."""
         self.active -= 1
+        self._live.discard(actor)
         _kill(actor)
         self.start()
 

@@ -15,12 +15,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
+from collections import deque
 from collections.abc import AsyncIterator
 
 import ray
 
 from common.config import get_settings
 from deployments.session.engine import SessionEngine
+from deployments.session.lease import Verdict, verdict
 from deployments.session.store import open_store
 from models.session import (
     SessionCommand,
@@ -31,7 +34,7 @@ from models.session import (
     TurnRecord,
     TurnRecorded,
 )
-from models.state import SessionState
+from models.state import SessionState, now_ms
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +46,45 @@ class SessionActor:
     def __init__(self):
         settings = get_settings()
         self._engine = SessionEngine(open_store(settings), settings.max_turns)
-        self._commands: asyncio.Queue[SessionCommand] = asyncio.Queue()
+        self._pending: deque[SessionCommand] = deque()
+        self._wake = asyncio.Event()
+        self._epoch = 0  # the command stream's: a hold or a resume ends the stream a gone socket read
         self._reply_in_flight = False
         self._resume_window_s = settings.resume_window_s
+        self._lease_s = settings.session_lease_s
+        self._leased_until = time.monotonic() + self._lease_s
+        self._lapsed = False  # held because the lease lapsed (not a dropped socket): a late renew takes it back
+        self._watch: asyncio.Task | None = None
 
-    def ping(self) -> int:
+    async def ping(self) -> int:
+        """Up, module imported; the lease watch starts here (the first call on the actor's loop)."""
+        if self._watch is None:
+            self._watch = asyncio.get_running_loop().create_task(self._watch_lease())
         return os.getpid()
+
+    def renew(self) -> None:
+        """The Gateway holding this actor is alive (see deployments/session/lease.py)."""
+        self._leased_until = time.monotonic() + self._lease_s
+        state = self._engine.state
+        if self._lapsed and state is not None and state.dropped_at_ms is not None and state.ended_at_ms is None:
+            self._engine.rejoin()  # the Gateway was only slow: the call is still its own
+            self._lapsed = False
+
+    async def _watch_lease(self) -> None:
+        while True:
+            await asyncio.sleep(min(0.5, self._lease_s / 3))
+            left = self._leased_until - time.monotonic()
+            match verdict(self._engine.state, left, now_ms(), self._resume_window_s):
+                case Verdict.HOLD:
+                    log.warning("call %s: its Gateway is gone; held for a resume", self._engine.state.session_id)
+                    self.hold()
+                    self._lapsed = True
+                case Verdict.END:
+                    log.info("call %s ended: caller_dropped (no resume in time)", self._engine.state.session_id)
+                    self._engine.close("caller_dropped")
+                    return _exit()
+                case Verdict.EXIT:
+                    return _exit()
 
     def start(self, start: StartSession) -> SessionOpened:
         state = self._engine.start(start.session_id, start.caller_id, start.locale, *_identity())
@@ -62,8 +98,11 @@ class SessionActor:
         return SessionOpened(state=state, context=self._engine.context())
 
     def hold(self) -> None:
-        """The caller's socket dropped without a hang-up: the call waits for a resume."""
+        """The caller's socket dropped without a hang-up: the call waits for a resume (the
+        actor ends it itself if none comes within the window)."""
         self._engine.hold()
+        self._lapsed = False
+        self._new_stream()
 
     def resume(self, token: str, caller_id: str) -> SessionOpened | None:
         """The caller is back on a new socket (any Gateway replica): None when the token may
@@ -71,15 +110,10 @@ class SessionActor:
         token = self._engine.resume(token, caller_id, self._resume_window_s)
         if token is None:
             return None
+        self._lapsed = False
+        self._leased_until = time.monotonic() + self._lease_s  # the new Gateway renews from here
+        self._new_stream()
         return SessionOpened(state=self._engine.state, context=self._engine.context(), resume_token=token)
-
-    def expire_if_dropped(self) -> bool:
-        """The resume window passed: end the call (`caller_dropped`) unless it was resumed."""
-        state = self._engine.state
-        if state is None or state.dropped_at_ms is None or state.ended_at_ms is not None:
-            return False
-        self._engine.close("caller_dropped")
-        return True
 
     def record_turn(self, record: TurnRecord) -> TurnRecorded:
         return self._engine.record_turn(record)
@@ -94,28 +128,42 @@ class SessionActor:
 
     async def say(self, text: str) -> None:
         """Speak `text` as is, without the dialogue engine."""
-        await self._commands.put(SessionCommand(op="say", text=text))
+        self._push(SessionCommand(op="say", text=text))
 
     async def reply(self, instructions: str) -> None:
         """Have the dialogue engine produce a reply now; one at a time."""
         if self._reply_in_flight:
             raise RuntimeError("a reply is already in flight on this call")
         self._reply_in_flight = True
-        await self._commands.put(SessionCommand(op="reply", text=instructions))
+        self._push(SessionCommand(op="reply", text=instructions))
 
     async def interrupt(self) -> None:
         """Stop the agent's speech now (as a barge-in would, without waiting for words)."""
-        await self._commands.put(SessionCommand(op="interrupt"))
+        self._push(SessionCommand(op="interrupt"))
 
     async def close(self, reason: str = "closed") -> None:
         """End the call in order: speech stopped, state saved, `session.ended`, socket closed."""
-        await self._commands.put(SessionCommand(op="close", reason=reason))
+        self._push(SessionCommand(op="close", reason=reason))
 
     async def commands(self) -> AsyncIterator[SessionCommand]:
-        """Session-API commands, pushed to the Gateway as they come: one stream for the call's
-        life (no polling)."""
+        """Session-API commands, pushed to the Gateway as they come: one stream per socket (no
+        polling). A hold or resume ends the old stream, so a command never goes to a gone socket."""
+        epoch = self._epoch
         while True:
-            yield await self._commands.get()
+            while not self._pending and epoch == self._epoch:
+                self._wake.clear()
+                await self._wake.wait()
+            if epoch != self._epoch:
+                return
+            yield self._pending.popleft()
+
+    def _push(self, command: SessionCommand) -> None:
+        self._pending.append(command)
+        self._wake.set()
+
+    def _new_stream(self) -> None:
+        self._epoch += 1
+        self._wake.set()
 
     def command_failed(self, op: str) -> None:
         if op == "reply":
@@ -124,6 +172,11 @@ class SessionActor:
     def finalize(self, reason: str) -> SessionState:
         """The last checkpoint, before `session.ended` reaches the caller."""
         return self._engine.close(reason)
+
+
+def _exit() -> None:
+    """Detached: nobody else will kill this actor."""
+    ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
 
 
 def _identity() -> tuple[str | None, str | None]:

@@ -79,6 +79,12 @@ class SessionEngine:
         self.record("caller.dropped")
         self.checkpoint()
 
+    def rejoin(self) -> None:
+        """Undo a hold made because the Gateway's lease lapsed, when the Gateway turns out alive."""
+        self.state.dropped_at_ms = None
+        self.record("session.rejoined")
+        self.checkpoint()
+
     def resume(self, token: str, caller_id: str, window_s: float) -> str | None:
         """Take the call up again on a new socket: a new token, or None when `token` may not."""
         if (why := refusal(self.state, token, caller_id, now_ms(), window_s)) is not None:

@@ -59,6 +59,7 @@ class Call:
         self.finalized = False
         self.held = False  # dropped without hang-up and kept for a resume
         self._final_tried = False
+        self._drain: asyncio.Task | None = None
         self.channel = Channel(ws, lambda: self.finish("caller_disconnected", None), clock)
         self.listener = Listener(
             self.channel, self, params, session_id, transcribe, vad_stream, settings, breaker, clock
@@ -140,20 +141,43 @@ class Call:
             await quietly(self.listener.hearing.close(), CLOSE_WAIT_S, "hearing close")
         if cut is not None:  # the reply the caller was hearing: only what they heard stays
             self.session.finish_unawaited(TurnFinish(turn_id=cut[0], interrupted=True, heard=cut[1]))
-        if reason == "caller_disconnected" and self._settings.resume_window_s > 0:
+        if self._drain is not None:
+            self._drain.cancel()
+        moving = reason == "draining"
+        if (reason == "caller_disconnected" or moving) and self._settings.resume_window_s > 0:
             await self._hold()
         await self.checkpoint_final(reason)  # the store is final before the caller hears session.ended
         if close_code is not None:
-            await self.channel.send_text(event("session.ended", reason=reason))
+            token = {"resume_token": self._resume_token} if moving and self.held else {}
+            await self.channel.send_text(event("session.ended", reason=reason, **token))
             await self.channel.close(close_code, reason)
         return reason
 
+    def drain(self, within_s: float) -> None:
+        """This replica is stopping: end the call between turns (`draining`, with the resume
+        token, so the client moves to another replica without losing a turn)."""
+        if self._drain is None and not self._ended.done():
+            self._drain = asyncio.get_running_loop().create_task(self._drain_after_turn(within_s))
+
+    async def _drain_after_turn(self, within_s: float) -> None:
+        deadline = time.monotonic() + within_s
+        while self._mid_turn() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if self._mid_turn():
+            log.warning("call %s: still mid-turn after %g s of drain; moved all the same", self.session_id, within_s)
+        self.finish("draining", CloseCode.SERVICE_RESTART)
+
+    def _mid_turn(self) -> bool:
+        """The caller talking, or a reply being made or spoken."""
+        turns = self.turns
+        return bool(self.listener.endpointer.speaking or turns.busy or turns.queue.qsize() or self.speaker.speaking())
+
     async def _hold(self) -> None:
         """A drop without hang-up: the call is kept for a resume instead of ended."""
-        self._final_tried = True  # either way, no final checkpoint: held, or the actor is not answering
         try:
             await self.session.hold()
             self.held = True
+            self._final_tried = True  # held: no final checkpoint
         except Exception as exc:
             log.error("call %s: could not hold the call for a resume: %r", self.session_id, exc)
 

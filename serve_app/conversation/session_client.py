@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import ray
 from ray.exceptions import RayActorError
 
 from models.dialogue import DialogueRequest, Sentence, TurnSummary
@@ -61,16 +62,22 @@ class SessionClient:
     async def _revive(self, dead) -> bool:
         """Replace a dead session actor with one restored from the last checkpoint: the call
         goes on with its memory. False when no replacement is possible."""
-        if self._respawn is None:
-            return False
         async with self._reviving:
             if self.actor is not dead:
                 return True  # another task already did
+            if self._respawn is None:
+                return False
             log.warning("call %s: session actor died; restoring from the last checkpoint", self.session_id)
-            started = time.monotonic()
-            fresh = await self._respawn(dead)
-            opened = await within(fresh.restore.remote(self.session_id), self._dl.actor_start_s, "session restore")
-            self.actor, self.context, self.restored = fresh, opened.context, True
+            started, respawn = time.monotonic(), self._respawn
+            self._respawn = None  # one try: a call whose restore fails ends (server_error), never spins
+            fresh = await respawn(dead)
+            try:
+                opened = await within(fresh.restore.remote(self.session_id), self._dl.actor_start_s, "session restore")
+            except BaseException:
+                _kill(fresh)
+                self.actor = fresh  # the line's actor now: the pool lets go of it at release
+                raise
+            self.actor, self.context, self.restored, self._respawn = fresh, opened.context, True, respawn
             self.revived_in_ms = round((time.monotonic() - started) * 1000, 1)
             log.info("call %s: session restored in %.0f ms", self.session_id, self.revived_in_ms)
         return True
@@ -168,3 +175,15 @@ class SessionClient:
 
     async def finalize(self, reason: str) -> None:
         await self._call("finalize", reason, seconds=self._dl.checkpoint_s)
+
+    def close(self) -> None:
+        """The line is being given back: a dead actor is no longer replaced (a late record must
+        not bring an ended call back)."""
+        self._respawn = None
+
+
+def _kill(actor) -> None:
+    try:
+        ray.kill(actor, no_restart=True)
+    except Exception:
+        log.warning("could not kill a session actor that failed to restore")

@@ -83,8 +83,13 @@ class Speaker:
         self._channel.mute, self.cut_at_s = False, None
         self._speech = Speech(turn_id, self.pacer.bytes_sent)
         self.task = asyncio.create_task(self._speak_all(queued(), metrics, eos_at, first_audio, tts_ms))
-        await asyncio.wait({self.task})
-        await producer
+        try:
+            await asyncio.wait({self.task})
+            await producer
+        except BaseException:  # the call is ending: the reply stream stops now, its record goes in order
+            producer.cancel()
+            await asyncio.gather(producer, return_exceptions=True)
+            raise
         if failed and not collected:
             return False
         speech = self._speech

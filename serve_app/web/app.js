@@ -286,6 +286,10 @@ class Call {
         message(`${ev.message} (${ev.code})`, "error");
         break;
       case "session.ended":
+        if (ev.reason === "draining" && ev.resume_token) {
+          this.token = ev.resume_token; // the server moves the call to another replica: dial it back
+          break;
+        }
         this.ended = ev.reason;
         break;
     }

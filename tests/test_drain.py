@@ -1,0 +1,130 @@
+"""Calls that survive the Gateway on the real platform: a redeploy drains live calls onto the new
+replicas without losing a turn, capacity is counted across replicas, and a Gateway replica that
+dies loses no call (its clients resume elsewhere with their tokens)."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import time
+import urllib.request
+
+import pytest
+import websockets
+
+from tests.test_call import open_call, stored, wait_greeting_done
+from tests.test_durable import said, typed
+
+pytestmark = pytest.mark.platform
+
+
+def _gateway(config: dict) -> dict:
+    return next(d for d in config["applications"][0]["deployments"] if d["name"] == "Gateway")
+
+
+def _two_small_replicas(base: dict) -> dict:
+    """The Gateway as two replicas of one line each (its own env, so only the Gateway restarts)."""
+    config = copy.deepcopy(base)
+    gateway = _gateway(config)
+    gateway.pop("autoscaling_config", None)
+    gateway["num_replicas"] = 2
+    env = {"VOICE_MAX_CALLS_PER_REPLICA": "1", "VOICE_WARM_SESSIONS": "1"}
+    gateway["ray_actor_options"] = {**gateway.get("ray_actor_options", {}), "runtime_env": {"env_vars": env}}
+    return config
+
+
+def _wait_ready(platform, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(platform["http"] + "/ready", timeout=5) as r:
+                if json.loads(r.read())["ready"]:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError("the Gateway never became ready again")
+
+
+async def _resumed(client, times: int, timeout_s: float = 90) -> None:
+    await client.wait_for(lambda: client.resumes >= times, timeout_s)
+
+
+async def test_a_redeploy_moves_live_calls_without_a_lost_turn_and_capacity_is_cluster_wide(platform):
+    from serve_app import cluster
+
+    base = cluster.load_config(http_port=platform["port"], env=cluster.settings_env())
+    alice = await open_call(platform, "demo-alice")
+    other = await open_call(platform, "drain-other")
+    await wait_greeting_done(alice)
+    await wait_greeting_done(other)
+    assert "PIN" in said(await typed(alice, "where is my order"))
+    assert "Alice" in said(await typed(alice, "1234"))
+    try:
+        mark = len(other.events)
+        await other.send_json({"type": "text", "text": "what are your opening hours"})  # in flight at the drain
+        await asyncio.to_thread(cluster.deploy, _two_small_replicas(base))  # a new Gateway version
+        await _resumed(alice, 1)
+        await _resumed(other, 1)
+        for client in (alice, other):
+            ended = client.of_type("session.ended")
+            assert [e["reason"] for e in ended] == ["draining"] and ended[0]["resume_token"], ended
+        assert said(other.events[mark:]), "the turn in flight at the drain was answered"
+
+        reply = said(await typed(alice, "where is order 10042"))
+        assert "PIN" not in reply and "shipped" in reply, reply  # memory intact on the new replica
+        assert said(await typed(other, "thanks, and where are you located"))
+        asked = {
+            alice: ["where is my order", "[PIN]", "where is order 10042"],  # the PIN is masked in the store
+            other: ["what are your opening hours", "thanks, and where are you located"],
+        }
+        for client, texts in asked.items():
+            state = stored(platform, client.session["session_id"])
+            assert [t.turn_id for t in state.turns] == list(range(len(state.turns)))  # numbering goes on
+            heard = [t.transcript for t in state.turns if t.source == "text"]
+            assert heard == texts, [(t.turn_id, t.source, t.transcript) for t in state.turns]  # none lost, none twice
+
+        # Two replicas of one line each, both taken: only now is a caller refused.
+        async with websockets.connect(platform["ws"] + "?caller_id=drain-third") as third:
+            ended = json.loads(await asyncio.wait_for(third.recv(), 30))
+            assert ended["type"] == "session.ended" and ended["reason"] == "at_capacity", ended
+            await asyncio.wait_for(third.wait_closed(), 10)
+            assert third.close_code == 1013
+    finally:
+        for client in (alice, other):
+            if not client.closed:
+                await client.hangup()
+        await asyncio.to_thread(cluster.deploy, base)
+        await asyncio.to_thread(_wait_ready, platform)
+
+
+async def test_a_dead_gateway_replica_loses_no_call(platform):
+    import ray
+
+    client = await open_call(platform, "demo-alice")
+    await wait_greeting_done(client)
+    assert "PIN" in said(await typed(client, "where is my order"))
+    assert "Alice" in said(await typed(client, "1234"))
+    replicas = [
+        a["name"]
+        for a in ray.util.list_named_actors(all_namespaces=True)
+        if a["namespace"] == "serve" and "#Gateway#" in a["name"]
+    ]
+    assert replicas
+    killed_at = time.monotonic()
+    for name in replicas:  # every replica: the call has nowhere to go but a restarted one
+        ray.kill(ray.get_actor(name, namespace="serve"), no_restart=True)
+    try:
+        await _resumed(client, 1)
+        back_in = time.monotonic() - killed_at
+        reply = said(await typed(client, "where is order 10042"))
+        assert "PIN" not in reply and "shipped" in reply, reply
+        assert not client.of_type("session.ended")
+        state = stored(platform, client.session["session_id"])
+        assert "session.resumed" in [e.kind for e in state.events] and state.authenticated
+        assert back_in < 60, back_in
+    finally:
+        if not client.closed:
+            await client.hangup()
+        await asyncio.to_thread(_wait_ready, platform)
