@@ -50,7 +50,8 @@ def judge_pin(result: ToolResult, memory: dict, max_failures: int) -> PinOutcome
     if memory["auth_failures"] >= max_failures:
         memory["auth_locked"] = True
         return PinOutcome(PinVerdict.LOCKED)
-    return PinOutcome(PinVerdict.WRONG_PIN, min(here, result.output.get("attempts_left") or here))
+    stored = result.output.get("attempts_left")
+    return PinOutcome(PinVerdict.WRONG_PIN, here if stored is None else min(here, stored))
 
 
 async def check_pin(
