@@ -61,6 +61,8 @@ class CallClient:
         self.session: dict | None = None
         self._reader: asyncio.Task | None = None
         self._changed = asyncio.Condition()
+        self._unheard: list[str] = []  # typed turns sent, not yet taken up by the agent (no "thinking" since)
+        self._moved = False  # session.ended "draining": the server moves the call
 
     async def connect(self, timeout: float = 30) -> dict:
         await self._line.open(timeout)
@@ -93,9 +95,16 @@ class CallClient:
             if ev["type"] == "session.started":
                 self.session = ev
                 self._line.token = ev.get("resume_token")
+                if ev.get("resumed") and self._moved:  # typed turns that crossed the move: sent again
+                    self._moved = False
+                    for text in self._unheard:
+                        await self._line.send_text(text)
+            elif ev["type"] == "agent.state" and ev.get("state") == "thinking" and self._unheard:
+                self._unheard.pop(0)
             elif ev["type"] == "session.ended":
                 if ev.get("reason") == "draining" and ev.get("resume_token"):
                     self._line.token = ev["resume_token"]  # the server moves the call: dial it back
+                    self._moved = True
                 else:
                     self._line.ended = True
         async with self._changed:
@@ -135,7 +144,10 @@ class CallClient:
         await self._line.ws.send(data)
 
     async def send_json(self, obj) -> None:
-        await self._line.send_text(json.dumps(obj))
+        text = json.dumps(obj)
+        if obj.get("type") == "text":
+            self._unheard.append(text)
+        await self._line.send_text(text)
 
     async def send_raw_text(self, text: str) -> None:
         await self._line.send_text(text)

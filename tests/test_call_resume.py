@@ -134,7 +134,15 @@ async def test_no_resume_when_switched_off_or_after_the_window():
 
 @pytest.mark.parametrize(
     ("status", "since", "final"),
-    [(403, 0.5, False), (403, 5, True), (400, 0, True), (429, 5, False), (503, 5, False), (500, 5, False)],
+    [
+        (403, 0.5, False),
+        (403, 4.5, False),
+        (403, 6, True),
+        (400, 0, True),
+        (429, 5, False),
+        (503, 5, False),
+        (500, 5, False),
+    ],
 )
 def test_which_refusals_are_final(status, since, final):
     assert call_resume.final_refusal(status, since) is final

@@ -173,3 +173,22 @@ async def test_a_drain_waits_for_the_turn_then_moves_the_call_with_its_token(tmp
     stored = actor.obj._engine._store.load("s1")
     assert stored.dropped_at_ms is not None and stored.ended_at_ms is None  # held for the resume
     assert [t.reply for t in stored.turns][-1] == said and not stored.turns[-1].interrupted
+
+
+def test_a_call_moves_only_once_the_caller_has_been_quiet_between_turns():
+    from types import SimpleNamespace
+
+    from serve_app.conversation.moving import QUIET_S, mid_turn
+
+    clock = FakeClock()
+    listener = SimpleNamespace(heard_at=clock(), endpointer=SimpleNamespace(hearing_voice=False))
+    turns = SimpleNamespace(busy=False, queue=asyncio.Queue())
+    speaker = SimpleNamespace(speaking=lambda: False)
+    assert mid_turn(listener, turns, speaker, clock)  # a typed turn just came in: it may be on its way
+    clock.t += QUIET_S
+    assert not mid_turn(listener, turns, speaker, clock)
+    listener.endpointer.hearing_voice = True  # a voiced frame, not yet an utterance
+    assert mid_turn(listener, turns, speaker, clock)
+    listener.endpointer.hearing_voice = False
+    turns.busy = True
+    assert mid_turn(listener, turns, speaker, clock)

@@ -117,6 +117,11 @@ class Endpointer:
         return self._speaking
 
     @property
+    def hearing_voice(self) -> bool:
+        """Speech, or voiced frames that may yet become speech (not enough for an utterance yet)."""
+        return self._speaking or self._candidate_frames > 0
+
+    @property
     def speech_ms(self) -> float:
         """Voiced time in the utterance in progress (0 when none)."""
         return self._speech_frames * FRAME_MS if self._speaking else 0.0

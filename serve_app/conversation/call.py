@@ -23,6 +23,7 @@ from serve_app.conversation.ahead import AheadRunner
 from serve_app.conversation.channel import CLOSE_WAIT_S, Channel, quietly
 from serve_app.conversation.hearing import Transcribe
 from serve_app.conversation.listener import Listener
+from serve_app.conversation.moving import between_turns
 from serve_app.conversation.record import Record
 from serve_app.conversation.session_client import SessionClient
 from serve_app.conversation.speaker import Speaker, Synthesize
@@ -60,6 +61,7 @@ class Call:
         self.held = False  # dropped without hang-up and kept for a resume
         self._final_tried = False
         self._drain: asyncio.Task | None = None
+        self._clock = clock
         self.channel = Channel(ws, lambda: self.finish("caller_disconnected", None), clock)
         self.listener = Listener(
             self.channel, self, params, session_id, transcribe, vad_stream, settings, breaker, clock
@@ -160,17 +162,8 @@ class Call:
             self._drain = asyncio.get_running_loop().create_task(self._drain_after_turn(within_s))
 
     async def _drain_after_turn(self, within_s: float) -> None:
-        deadline = time.monotonic() + within_s
-        while self._mid_turn() and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        if self._mid_turn():
-            log.warning("call %s: still mid-turn after %g s of drain; moved all the same", self.session_id, within_s)
+        await between_turns(self.listener, self.turns, self.speaker, within_s, self.session_id, self._clock)
         self.finish("draining", CloseCode.SERVICE_RESTART)
-
-    def _mid_turn(self) -> bool:
-        """The caller talking, or a reply being made or spoken."""
-        turns = self.turns
-        return bool(self.listener.endpointer.speaking or turns.busy or turns.queue.qsize() or self.speaker.speaking())
 
     async def _hold(self) -> None:
         """A drop without hang-up: the call is kept for a resume instead of ended."""

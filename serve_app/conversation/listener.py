@@ -83,6 +83,8 @@ class Listener:
         self._resampler = StreamResampler(params.sample_rate, VAD_RATE)
         self._text_bucket = TokenBucket(settings.text_rate_per_s, settings.text_burst)
         self._frame_bucket = TokenBucket(settings.max_frames_per_s, settings.frame_burst, clock)  # any size counts
+        self._clock = clock
+        self.heard_at = float("-inf")  # the last typed turn or voiced frame: a drain waits for quiet
         self.awaiting_pin = False  # the agent asked for a PIN: partial transcripts mask numbers
         self._dropped = 0
         self._audio_s = 0.0  # caller audio received, to refuse audio far faster than real time
@@ -127,6 +129,8 @@ class Listener:
                 await self._channel.user("silent")
                 self._partial_at_ms = 0.0
                 self._hooks.on_end_of_turn(ev.audio, ev.at_sample, ev.trailing_silence_ms)
+        if self.endpointer.hearing_voice:
+            self.heard_at = self._clock()
         if self.endpointer.speaking:
             await self._hooks.on_speech(self.endpointer.speech_ms)
             self._maybe_partial()
@@ -194,4 +198,5 @@ class Listener:
         if isinstance(msg, HangupMessage):
             self._hooks.on_close("hangup", CloseCode.NORMAL)
         elif isinstance(msg, TextMessage):
+            self.heard_at = self._clock()
             self._hooks.on_text(msg.text)

@@ -120,6 +120,8 @@ class Call {
     this.token = null; // resume token from the latest session.started
     this.droppedAt = null; // while dialling a dropped call back: when it dropped
     this.ended = null; // session.ended reason
+    this.unheard = []; // typed turns sent and not yet taken up ("thinking")
+    this.moved = false; // session.ended "draining": the server moves the call
     this.hungUp = false;
     this.lastVoiceAt = 0;
     // A caller turn waiting for the agent's first audio: {since, kind, turn, ready}. Its turn id
@@ -239,6 +241,11 @@ class Call {
           stats.resumes++;
           this.droppedAt = null;
           message("The connection came back: the call goes on.");
+          if (this.moved) {
+            // Typed turns that crossed the server's move of the call: sent again.
+            this.moved = false;
+            for (const text of this.unheard) this.ws.send(JSON.stringify({ type: "text", text }));
+          }
         }
         setConn("connected", "connected");
         break;
@@ -258,6 +265,7 @@ class Call {
         break;
       case "agent.state":
         $("agent-state").textContent = ev.state;
+        if (ev.state === "thinking") this.unheard.shift(); // the agent took up the oldest typed turn
         break;
       case "user.state":
         $("user-state").textContent = ev.state;
@@ -288,6 +296,7 @@ class Call {
       case "session.ended":
         if (ev.reason === "draining" && ev.resume_token) {
           this.token = ev.resume_token; // the server moves the call to another replica: dial it back
+          this.moved = true;
           break;
         }
         this.ended = ev.reason;
@@ -297,6 +306,7 @@ class Call {
 
   sendText(text) {
     if (!this.live) return;
+    this.unheard.push(text);
     this.ws.send(JSON.stringify({ type: "text", text }));
     this.awaiting = { since: performance.now(), kind: "typed", turn: null };
   }
