@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import sys
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from loadtests.latency import _free_port, wait_ready  # noqa: E402
+from benchmarks.local_platform import local_platform  # noqa: E402
 
 
 async def answered(client, text: str) -> float:
@@ -74,25 +73,9 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--trials", type=int, default=5)
     args = p.parse_args()
-    import ray
-
-    from serve_app import cluster
-
-    port = _free_port()
-    cluster.loopback_env()
-    os.environ.setdefault("VOICE_IDLE_CHECKIN_S", "60")
-    os.environ.setdefault("VOICE_CALLS_PER_MINUTE_PER_ADDRESS", "1000")  # every attempt here is from 127.0.0.1
-    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False, namespace="serve")
-    try:
-        cluster.deploy(cluster.load_config(http_port=port, env=cluster.settings_env()))
-        wait_ready(f"http://127.0.0.1:{port}")
+    with local_platform() as (port, _):
         url = f"ws://127.0.0.1:{port}/ws/call"
         rows = [asyncio.run(trial(url, f"durability-{i}")) for i in range(args.trials)]
-    finally:
-        from ray import serve
-
-        serve.shutdown()
-        ray.shutdown()
     med = {k: statistics.median(r[k] for r in rows) * 1000 for k in rows[0]}
     print(f"{args.trials} trials (medians, ms)")
     print(f"actor killed -> next turn answered   {med['after_kill']:7.0f}   (healthy call: {med['healthy']:.0f})")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
-import os
 import statistics
 import sys
 import threading
@@ -26,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from loadtests.latency import _free_port, wait_ready  # noqa: E402
+from benchmarks.local_platform import local_platform  # noqa: E402
 
 QUESTIONS = ["what are your opening hours", "where are you located", "how do returns work", "thanks"]
 
@@ -108,30 +107,13 @@ def main() -> int:
     p.add_argument("--calls", type=int, default=4)
     p.add_argument("--turns", type=int, default=12)
     args = p.parse_args()
-    import ray
-
+    from common.config import get_settings
     from deployments.session.store import SessionStore
-    from serve_app import cluster
 
-    port = _free_port()
-    cluster.loopback_env()
-    os.environ.setdefault("VOICE_IDLE_CHECKIN_S", "60")
-    os.environ.setdefault("VOICE_CALLS_PER_MINUTE_PER_ADDRESS", "1000")  # every call here is from 127.0.0.1
-    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False, namespace="serve")
-    try:
-        config = cluster.load_config(http_port=port, env=cluster.settings_env())
-        cluster.deploy(config)
-        wait_ready(f"http://127.0.0.1:{port}")
+    with local_platform() as (port, config):
         rows = asyncio.run(run(f"ws://127.0.0.1:{port}/ws/call", config, args.calls, args.turns))
-        from common.config import get_settings
-
         store = SessionStore(get_settings().store_path)
         recorded = [[t.transcript for t in store.load(r["session_id"]).turns if t.source == "text"] for r in rows]
-    finally:
-        from ray import serve
-
-        serve.shutdown()
-        ray.shutdown()
     twice = sum(max(0, len(texts) - args.turns) for texts in recorded)
     missing = sum(max(0, args.turns - len(texts)) for texts in recorded)
     before = [x for r in rows for x in r["before"]]
