@@ -8,7 +8,6 @@ import asyncio
 
 import pytest
 
-from deployments.session import actor as actor_module
 from deployments.session.lease import Verdict, verdict
 from models.session import SessionCommand
 from models.state import SessionState, now_ms
@@ -39,9 +38,9 @@ async def test_a_lapsed_lease_holds_the_call_a_late_renewal_takes_it_back(tmp_pa
     monkeypatch.setenv("VOICE_SESSION_LEASE_S", "0.3")
     monkeypatch.setenv("VOICE_RESUME_WINDOW_S", "0.5")
     exits = []
-    monkeypatch.setattr(actor_module, "_exit", lambda: exits.append(True))
     shim = session_actor(FakeDialogue(lambda *a: None), tmp_path, monkeypatch)
     actor = shim.obj
+    actor._exit = lambda: exits.append(True)  # outside Ray: no actor process to end
     await actor.ping()  # starts the watch
     actor.renew()
     await asyncio.sleep(0.2)
@@ -57,6 +56,8 @@ async def test_a_lapsed_lease_holds_the_call_a_late_renewal_takes_it_back(tmp_pa
             break
     assert exits and actor._engine.state.end_reason == "caller_dropped"
     assert actor._engine._store.load("s1").end_reason == "caller_dropped"
+    await asyncio.sleep(0.3)
+    assert actor._watch.done() and exits == [True]  # the watch ended with the call
 
 
 async def test_a_hold_ends_the_old_command_stream_and_the_next_command_goes_to_the_new_one(tmp_path, monkeypatch):

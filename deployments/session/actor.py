@@ -82,9 +82,13 @@ class SessionActor:
                 case Verdict.END:
                     log.info("call %s ended: caller_dropped (no resume in time)", self._engine.state.session_id)
                     self._engine.close("caller_dropped")
-                    return _exit()
+                    return self._exit()
                 case Verdict.EXIT:
-                    return _exit()
+                    return self._exit()
+
+    def _exit(self) -> None:
+        """Detached: nobody else will kill this actor."""
+        ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
 
     def start(self, start: StartSession) -> SessionOpened:
         state = self._engine.start(start.session_id, start.caller_id, start.locale, *_identity())
@@ -172,11 +176,6 @@ class SessionActor:
     def finalize(self, reason: str) -> SessionState:
         """The last checkpoint, before `session.ended` reaches the caller."""
         return self._engine.close(reason)
-
-
-def _exit() -> None:
-    """Detached: nobody else will kill this actor."""
-    ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
 
 
 def _identity() -> tuple[str | None, str | None]:
