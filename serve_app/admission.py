@@ -96,20 +96,42 @@ class SlidingWindowLimiter:
             del self._events[key]
 
 
-class Admission:
-    """The handshake's decision for one new call: None (go on) or (HTTP status, reason)."""
+class CallRates:
+    """New calls per address and per caller in a sliding minute: the 429 half of admission.
 
-    def __init__(self, origins: Iterable[str], per_caller: int, per_address: int, clock: Clock = time.monotonic):
-        self.origins = frozenset(origins)
+    The cluster's ledger actor holds one (`serve_app/capacity.py`), so every Gateway replica
+    counts the same calls: counted per replica, a caller whose calls Serve spreads over N
+    replicas would get N times the limit. The limits travel with each question, so a redeploy
+    that changes them takes effect at once."""
+
+    def __init__(self, per_caller: int, per_address: int, clock: Clock = time.monotonic):
         self.callers = SlidingWindowLimiter(per_caller, 60.0, clock=clock)
         self.addresses = SlidingWindowLimiter(per_address, 60.0, clock=clock)
 
-    def check(self, origin: str | None, address: str | None, caller_id: str) -> tuple[int, str] | None:
-        if not origin_allowed(origin, self.origins):
-            return 403, "origin not allowed"
+    def admit(
+        self, address: str | None, caller_id: str, per_caller: int | None = None, per_address: int | None = None
+    ) -> tuple[int, str] | None:
+        self.callers.limit = max(1, per_caller or self.callers.limit)
+        self.addresses.limit = max(1, per_address or self.addresses.limit)
         # The address first: a flood of made-up caller ids from one place stops there.
         if address and not self.addresses.allow(address):
             return 429, "too many new calls from this address"
         if not self.callers.allow(caller_id):
             return 429, "too many new calls for this caller"
         return None
+
+
+class Admission:
+    """The handshake's decision for one new call: None (go on) or (HTTP status, reason).
+
+    `rates` here is the replica's own count, for when the cluster's ledger does not answer."""
+
+    def __init__(self, origins: Iterable[str], per_caller: int, per_address: int, clock: Clock = time.monotonic):
+        self.origins = frozenset(origins)
+        self.rates = CallRates(per_caller, per_address, clock=clock)
+
+    def origin(self, origin: str | None) -> tuple[int, str] | None:
+        return None if origin_allowed(origin, self.origins) else (403, "origin not allowed")
+
+    def check(self, origin: str | None, address: str | None, caller_id: str) -> tuple[int, str] | None:
+        return self.origin(origin) or self.rates.admit(address, caller_id)

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import ray
 
+from serve_app.admission import Admission, CallRates
+
 log = logging.getLogger(__name__)
 
 LEDGER_NAME = "voice-capacity"
@@ -59,7 +61,14 @@ class Ledger:
 
 @ray.remote(num_cpus=0)
 class LedgerActor(Ledger):
-    pass
+    """Also the cluster's count of new calls per caller and per address (the 429 limits)."""
+
+    def __init__(self):
+        super().__init__()
+        self._rates = CallRates(1, 1)
+
+    def admit(self, address: str | None, caller_id: str, per_caller: int, per_address: int) -> tuple[int, str] | None:
+        return self._rates.admit(address, caller_id, per_caller, per_address)
 
 
 def ledger_actor():
@@ -90,6 +99,15 @@ class CapacityReporter:
         while True:
             self.report()
             await asyncio.sleep(self._every_s)
+
+    async def admit(self, door: Admission, address: str | None, caller_id: str) -> tuple[int, str] | None:
+        """The cluster-wide 429 check; the replica's own count if the ledger does not answer."""
+        limits = (door.rates.callers.limit, door.rates.addresses.limit)
+        try:
+            return await asyncio.wait_for(self._ledger.admit.remote(address, caller_id, *limits), timeout=1.0)
+        except Exception as exc:
+            log.warning("capacity ledger did not answer, counting calls on this replica: %r", exc)
+            return door.rates.admit(address, caller_id)
 
     async def room_elsewhere(self) -> bool:
         try:

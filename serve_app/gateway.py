@@ -147,7 +147,9 @@ class Gateway:
             return
         # Before accept: a foreign page's Origin gets HTTP 403, too many new calls HTTP 429.
         address = ws.client.host if ws.client else None
-        denied = self._admission.check(ws.headers.get("origin"), address, params.caller_id)
+        denied = self._admission.origin(ws.headers.get("origin"))
+        if denied is None:
+            denied = await self._capacity.admit(self._admission, address, params.caller_id)
         if denied is not None:
             self._metrics["rejected"].inc(tags={"code": "origin_forbidden" if denied[0] == 403 else "rate_limited"})
             log.info("connect refused: HTTP %d, %s", *denied)

@@ -12,6 +12,7 @@ from starlette.testclient import TestClient, WebSocketDenialResponse
 from common.config import Settings
 from serve_app.admission import (
     Admission,
+    CallRates,
     SlidingWindowLimiter,
     bearer_ok,
     default_hosts,
@@ -177,3 +178,14 @@ def test_serve_proxy_ignores_forwarded_for_from_loopback(monkeypatch):
     scope = {"type": "http", "client": ("127.0.0.1", 5000), "headers": [(b"x-forwarded-for", b"6.6.6.6")]}
     asyncio.run(config.loaded_app(scope, None, None))
     assert seen["client"] == ("127.0.0.1", 5000)
+
+
+def test_call_rates_are_one_count_for_every_replica_and_take_new_limits_at_once():
+    """The ledger actor's count: two replicas asking it share the caller's ten a minute, and a
+    redeploy's new limit applies to the next question."""
+    clock = Clock()
+    rates = CallRates(per_caller=10, per_address=100, clock=clock)
+    answers = [rates.admit(f"10.0.0.{i % 2}", "guesser", 2, 100) for i in range(3)]  # two replicas' callers
+    assert answers[:2] == [None, None] and answers[2] == (429, "too many new calls for this caller")
+    assert rates.admit("10.0.0.9", "guesser", 3, 100) is None  # the limit raised by a redeploy
+    assert rates.admit("10.0.0.9", "guesser", 3, 100)[0] == 429

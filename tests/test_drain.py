@@ -116,7 +116,11 @@ async def test_a_dead_gateway_replica_loses_no_call(platform):
     for name in replicas:  # every replica: the call has nowhere to go but a restarted one
         ray.kill(ray.get_actor(name, namespace="serve"), no_restart=True)
     try:
-        await _resumed(client, 1)
+        try:
+            await _resumed(client, 1)
+        except TimeoutError:
+            state = stored(platform, client.session["session_id"])
+            raise AssertionError(f"not resumed: {[(e.kind, e.detail) for e in state.events][-8:]}") from None
         back_in = time.monotonic() - killed_at
         reply = said(await typed(client, "where is order 10042"))
         assert "PIN" not in reply and "shipped" in reply, reply
