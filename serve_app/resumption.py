@@ -40,13 +40,17 @@ class Resumption:
     async def take(self, params: ConnectParams) -> tuple[Any, SessionOpened] | None:
         """The held call `params.resume` names, with a line taken here for it; None when the
         token may not resume a call. AtCapacity when this replica is full."""
-        state = await self._held(session_of(params.resume))
-        if state is None or state.dropped_at_ms is None or state.ended_at_ms is not None or not state.actor_name:
+        session_id = session_of(params.resume)
+        state = await self._held(session_id)
+        why = _not_held(state)
+        if why is not None:
+            log.info("resume of call %s refused: %s", session_id[:64], why)
             return None
         try:
             actor = ray.get_actor(state.actor_name, namespace=SESSION_NAMESPACE)
         except ValueError:
-            return None  # the actor is gone: the call ended
+            log.info("resume of call %s refused: its actor is gone", session_id[:64])
+            return None  # the call ended
         self._pool.adopt(actor)
         opened = None
         try:
@@ -56,6 +60,8 @@ class Resumption:
         finally:
             if opened is None:  # refused, failed or cancelled: the line is given back
                 self._pool.detach(actor)
+        if opened is None:
+            log.info("resume of call %s refused by its actor (token used, expired or another caller's)", session_id)
         return None if opened is None else (actor, opened)
 
     async def _held(self, session_id: str):
@@ -68,3 +74,13 @@ class Resumption:
             if not live or asyncio.get_running_loop().time() >= deadline:
                 return state
             await asyncio.sleep(0.1)
+
+
+def _not_held(state) -> str | None:
+    if state is None:
+        return "no such session in the store"
+    if state.ended_at_ms is not None:
+        return "the call ended"
+    if state.dropped_at_ms is None:
+        return "the call is live on another socket"
+    return None if state.actor_name else "no actor recorded"

@@ -23,7 +23,7 @@ TEST_ENV = {
     "VOICE_IDLE_MAX_CHECKINS": "1",
     "VOICE_ADMIN_TOKEN": "platform-test-admin-token-7d41",  # a secret: reaches the Gateway through Ray's KV store
     "VOICE_CALLS_PER_MINUTE_PER_ADDRESS": "1000",  # every test calls from 127.0.0.1; per caller_id stays 10
-    "VOICE_RESUME_WINDOW_S": "3",  # a dropped call is held this long for a resume
+    "VOICE_RESUME_WINDOW_S": "10",  # a dropped call is held this long for a resume (a Gateway restart fits)
 }
 
 
