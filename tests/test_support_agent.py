@@ -7,11 +7,11 @@ import pytest
 from common.config import PROJECT_ROOT
 from deployments.dialogue.engine import IntentClassifier
 from deployments.dialogue.support import SupportAgent
-from deployments.dialogue.tools import support_tools
+from deployments.dialogue.tools import support_router
 from deployments.knowledge.engine import KnowledgeBase
 from deployments.policy.engine import PolicyEngine
 from deployments.policy.escalation import EscalationClassifier
-from deployments.tools.router import ToolRouter
+from deployments.state import sqlite_state
 from deployments.tools.support_store import SupportStore
 from tests.test_tools import LocalBreaker
 
@@ -38,7 +38,7 @@ def kb(embed_many, tmp_path_factory):
 @pytest.fixture
 def agent(embed_many, kb, tmp_path):
     store = SupportStore(tmp_path / "support.db")
-    router = ToolRouter(support_tools(store), LocalBreaker(), store)
+    router = support_router(store, sqlite_state(tmp_path / "state.db"), LocalBreaker())
     agent = SupportAgent(
         IntentClassifier(embed_many),
         router,
