@@ -190,3 +190,16 @@ async def test_escalation_by_meaning_and_whisper_punctuation_never_reach_the_mod
     assert server.requests == []
     assert by_pattern.escalate == by_meaning.escalate == "caller_request"
     assert role_play.policy.reason == "prompt_injection"
+
+
+async def test_the_model_is_offered_what_the_customers_last_call_left(store, state):
+    state.customers.remember("cust-demo-alice", last_order="10043", locale="de-DE")
+
+    def script(body, n):
+        return tool_calls(("verify_pin", '{"pin": "1234"}')) if n == 1 else text("Welcome back, Alice.")
+
+    async with FakeChatServer(script) as server:
+        _, r = await run(engine_for(server, store), "my PIN is 1234")
+    told = json.loads(server.requests[1]["messages"][-1]["content"])
+    assert told == {"verified": True, "name": "Alice", "last_order": "10043", "locale": "de-DE"}
+    assert r.memory["authenticated"] and r.memory["slots"]["last_order"] == "10043"

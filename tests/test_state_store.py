@@ -15,32 +15,12 @@ import redis
 from common.config import Settings
 from deployments.session.redis_store import RedisSessionStore
 from deployments.session.store import SessionStore
-from deployments.state import open_state, redis_state, sqlite_state, state_path
+from deployments.state import open_state, state_path
 from deployments.state.parts import PinLockout
 from deployments.state.redis_parts import AUDIT_KEY, RedisCustomers
 from deployments.state.sqlite import Db, SqliteCustomers
 
 POLICY = PinLockout(max_failures=3, window_s=900, lockout_s=900)
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def make_state(request, tmp_path, redis_url):
-    """make_state(**ttls) -> a State on this backend; several share one file or server."""
-    states = []
-    if request.param == "redis":
-        redis.Redis.from_url(redis_url).flushdb()
-
-    def make(**ttls):
-        sqlite = request.param == "sqlite"
-        state = sqlite_state(tmp_path / "state.db", **ttls) if sqlite else redis_state(redis_url, **ttls)
-        states.append(state)
-        return state
-
-    make.backend = request.param
-    make.where = str(tmp_path / "state.db") if request.param == "sqlite" else redis_url
-    yield make
-    for state in states:
-        state.close()
 
 
 # --- workflow: the journal of side effects -------------------------------------------------

@@ -240,11 +240,8 @@ class SupportAgent(ReturnsFlow, KnowledgeAnswers):
         if found is None:
             return r
         r.intent = "order_status"
-        if remembered:
-            r.say(f"Looking at order {spell(order_id)}, the one from your last call.")
-        return self._succeeded(
-            r.say(f"Your order {spell(order_id)}, the {found['item']}, is {found['status']}.", _eta(found))
-        )
+        which = f"from your last call, {spell(order_id)}" if remembered else spell(order_id)
+        return self._succeeded(r.say(f"Your order {which}, the {found['item']}, is {found['status']}.", _eta(found)))
 
     async def _lookup(self, order_id: str, r: TurnResult, session_id: str) -> dict | None:
         result = await self._tools.call(

@@ -208,5 +208,8 @@ class ToolRouter:
         if self._audit is not None:
             outcome = "ok" if result.ok else result.error or "failed"
             detail = {"attempts": result.attempts} | ({"source": result.source} if result.source != "live" else {})
-            self._audit.record(session_id, "tool", spec.name, outcome, result.latency_ms, detail)
+            try:
+                self._audit.record(session_id, "tool", spec.name, outcome, result.latency_ms, detail)
+            except Exception as exc:  # the caller still gets the tool's real outcome
+                log.error("audit record of tool %s lost: %r", spec.name, exc)
         return result
