@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from deployments.state.parts import Audit, Cache, Workflow
 from deployments.tools.journal import Journaled
 from models.state import ToolResult
 
@@ -36,9 +37,9 @@ class Breaker(Protocol):
 class StateParts(Protocol):
     """What the router uses of the state store (deployments.state.State)."""
 
-    audit: Any
-    cache: Any
-    workflow: Any
+    audit: Audit
+    cache: Cache
+    workflow: Workflow
 
 
 @dataclass
