@@ -1,11 +1,12 @@
-"""Checkpoint time per turn: one call's state saved after each of its turns, on SQLite and on
-Redis (a real redis-server on loopback, started here), same run.
+"""Checkpoint time per turn, and the workflow journal's cost per side-effecting tool call, on
+SQLite and on Redis (a real redis-server on loopback, started here), same run.
 
     .venv/bin/python benchmarks/checkpoint.py [--turns 20] [--calls 50]
 
 Each save is what a session actor does at a turn's record and at its close: the whole state
-(turns so far, masked) under the revision check. Prints the median and P95 per save and the
-state's size at the last turn.
+(turns so far, masked) under the revision check. Each journaled call is what the tool router
+adds around `create_return`: the key claimed pending before the call, marked done with the
+result after it. Prints the median and P95 of each and the state's size at the last turn.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ sys.path.insert(0, str(ROOT))
 
 from deployments.session.redis_store import RedisSessionStore  # noqa: E402
 from deployments.session.store import SessionStore  # noqa: E402
+from deployments.state import redis_state, sqlite_state  # noqa: E402
+from deployments.tools.router import per_turn  # noqa: E402
 from models.state import SessionState, TurnState  # noqa: E402
 from tests.redis_server import redis_server  # noqa: E402
 
@@ -46,20 +49,41 @@ def run(store, calls: int, turns: int) -> tuple[list[float], int]:
     return times, size
 
 
+def journal(workflow, calls: int, turns: int) -> list[float]:
+    """Pending then done, once per side-effecting call (a create_return per turn, worst case)."""
+    times = []
+    result = {"ok": True, "output": {"return_id": "R10042-1A2B", "order_id": "10042"}}
+    for c in range(calls):
+        for t in range(turns):
+            key = "create_return:" + per_turn(f"bench-{c}", t, {"order_id": "10042", "reason": "too small"})
+            t0 = time.perf_counter()
+            assert workflow.begin(key) is None
+            workflow.finish(key, result)
+            times.append((time.perf_counter() - t0) * 1000)
+    return times
+
+
+def summary(times: list[float]) -> str:
+    return f"median {statistics.median(times):.2f} ms  P95 {statistics.quantiles(times, n=20)[-1]:.2f} ms"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--turns", type=int, default=20)
     ap.add_argument("--calls", type=int, default=50)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp, redis_server(tmp) as url:
-        backends = [("sqlite", SessionStore(Path(tmp) / "sessions.db")), ("redis", RedisSessionStore(url))]
-        print(f"{args.calls} calls x {args.turns} turns, one save per turn")
-        for name, store in backends:
+        backends = [
+            ("sqlite", SessionStore(Path(tmp) / "sessions.db"), sqlite_state(Path(tmp) / "state.db")),
+            ("redis", RedisSessionStore(url), redis_state(url)),
+        ]
+        print(f"{args.calls} calls x {args.turns} turns, one save and one journaled side effect per turn")
+        for name, store, state in backends:
             times, size = run(store, args.calls, args.turns)
-            p95 = statistics.quantiles(times, n=20)[-1]
-            median = statistics.median(times)
-            print(f"{name:<7} median {median:.2f} ms  P95 {p95:.2f} ms  (last state {size / 1024:.1f} KiB)")
+            print(f"{name:<7} checkpoint {summary(times)}  (last state {size / 1024:.1f} KiB)")
+            print(f"{name:<7} journal pending+done {summary(journal(state.workflow, args.calls, args.turns))}")
             store.close()
+            state.close()
     return 0
 
 

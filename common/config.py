@@ -101,7 +101,7 @@ class Settings(BaseSettings):
     actor_call_timeout_ms: int = Field(default=3000, gt=0)  # any other session-actor call on the call path
     checkpoint_timeout_ms: int = Field(default=1000, gt=0)  # final checkpoint; then the actor is killed
 
-    # Security (README "Security"): PIN lockout per customer across calls, kept in the support store;
+    # Security (README "Security"): PIN lockout per customer across calls, kept in the state store;
     # new calls per caller_id and per client address (per Gateway replica); origins and hosts allowed;
     # the admin token (a secret: it reaches replicas through Ray's KV store, never the runtime_env).
     pin_max_failures: int = Field(default=3, ge=1)
@@ -119,7 +119,13 @@ class Settings(BaseSettings):
     # Where call state is checkpointed: unset, the SQLite file at store_path (one node); a
     # redis://[:password@]host:port/db URL for a cluster, where any node may take a call over.
     store_url: SecretStr | None = None
-    state_ttl_s: int = Field(default=86400, ge=60)  # a call's state is kept this long after its last activity
+    state_ttl_s: int = Field(default=86400, ge=60)  # a call's state (and its tool journal) is kept this long
+    # The state store's other parts (deployments/state/): cross-call customer state (PIN lockout, last
+    # order, locale) kept this long after its last write; the audit trail's retention; how long an
+    # idempotent tool's answer (order status) is served from the cache, 0 = never cached.
+    customer_state_ttl_s: int = Field(default=90 * 86400, ge=3600)
+    audit_retention_days: float = Field(default=30, gt=0)
+    tool_cache_ttl_s: float = Field(default=60.0, ge=0)
     support_db_path: Path = Path("data/support.db")
     kb_store_path: Path = Path("data/kb")
     kb_docs_path: Path = Path("docs/kb")
@@ -163,6 +169,12 @@ class Settings(BaseSettings):
                 raise ValueError("must be a redis:// or rediss:// URL, e.g. redis://127.0.0.1:6380/0")
             return value
         return None
+
+    @model_validator(mode="after")
+    def _customer_state_outlives_a_lock(self) -> Settings:
+        if self.customer_state_ttl_s < max(self.pin_lockout_s, self.pin_failure_window_s):
+            raise ValueError("VOICE_CUSTOMER_STATE_TTL_S must be at least VOICE_PIN_LOCKOUT_S and the failure window")
+        return self
 
     @model_validator(mode="after")
     def _paths_under_project_root(self) -> Settings:

@@ -23,6 +23,7 @@ class DialogueRequest(BaseModel):
     session_id: str = ""
     caller_id: str = ""
     history: list[Exchange] = Field(default_factory=list)
+    turn_id: int | None = None  # the Gateway's number for the turn: a retried turn runs no side effect twice
     run_ahead: bool = False  # the caller may not have finished: refuse anything that cannot be taken back
 
 

@@ -28,6 +28,9 @@ class ToolResult(BaseModel):
     error: str | None = None
     latency_ms: float = 0.0
     attempts: int = 1
+    # Where the answer came from: the tool itself, the state store's cache (an idempotent tool's
+    # recent answer), or the workflow journal (a side effect this turn already ran, or is running).
+    source: Literal["live", "cache", "journal"] = "live"
 
 
 class PolicyDecision(BaseModel):

@@ -72,13 +72,13 @@ def build_agent(workdir: Path, kb_docs: Path | None = None):
     from common.config import get_settings
     from deployments.dialogue.engine import IntentClassifier
     from deployments.dialogue.support import SupportAgent
-    from deployments.dialogue.tools import support_tools
+    from deployments.dialogue.tools import support_router
     from deployments.embeddings.engine import Embedder
     from deployments.knowledge.engine import KnowledgeBase
     from deployments.policy.engine import PolicyEngine
     from deployments.policy.escalation import EscalationClassifier
+    from deployments.state import sqlite_state
     from deployments.tools.breaker import CircuitBreaker
-    from deployments.tools.router import ToolRouter
     from deployments.tools.support_store import SupportStore
 
     settings = get_settings()
@@ -109,7 +109,7 @@ def build_agent(workdir: Path, kb_docs: Path | None = None):
 
     def make(store_name: str):
         store = SupportStore(workdir / f"{store_name}.db")
-        router = ToolRouter(support_tools(store), Breakers(), store)
+        router = support_router(store, sqlite_state(workdir / f"{store_name}-state.db"), Breakers())
         policy = PolicyEngine(settings.max_consecutive_failures)
         return SupportAgent(classify, router, kb, policy, settings.confidence_threshold, wants_human=wants_human)
 

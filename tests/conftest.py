@@ -136,3 +136,28 @@ def redis_url(tmp_path_factory):
 
     with redis_server(tmp_path_factory.mktemp("redis")) as url:
         yield url
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def make_state(request, tmp_path, redis_url):
+    """make_state(**ttls) -> the state store's parts on SQLite, then on a real redis-server;
+    several share one file or server (as several processes or nodes do)."""
+    import redis
+
+    from deployments.state import redis_state, sqlite_state
+
+    states = []
+    if request.param == "redis":
+        redis.Redis.from_url(redis_url).flushdb()
+
+    def make(**ttls):
+        sqlite = request.param == "sqlite"
+        state = sqlite_state(tmp_path / "state.db", **ttls) if sqlite else redis_state(redis_url, **ttls)
+        states.append(state)
+        return state
+
+    make.backend = request.param
+    make.where = str(tmp_path / "state.db") if request.param == "sqlite" else redis_url
+    yield make
+    for state in states:
+        state.close()

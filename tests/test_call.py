@@ -229,7 +229,7 @@ async def test_breaker_actor_is_shared_by_every_session(platform):
 
 
 async def test_spoken_call_authenticates_and_gets_order_status(platform, speak):
-    from deployments.tools.support_store import SupportStore
+    from deployments.state import sqlite_state
 
     client = await open_call(platform, "demo-alice")
     await wait_greeting_done(client)
@@ -244,10 +244,10 @@ async def test_spoken_call_authenticates_and_gets_order_status(platform, speak):
     assert state.turns[2].transcript == "[PIN]"  # the spoken PIN never reaches the store
     assert pin.transcript == "[PIN]"  # nor the caller's transcript event
     assert [t.tool for t in state.turns[2].tool_results] == ["verify_pin", "order_status"]
-    from common.config import get_settings
-
-    audit = SupportStore(get_settings().support_db_path, seed_demo=False).audit(client.session["session_id"])
+    state = sqlite_state(platform["store"].with_name("state.db"))  # the state store's parts, beside the sessions
+    audit = state.audit.read(client.session["session_id"])
     assert [(a["name"], a["outcome"]) for a in audit] == [("verify_pin", "ok"), ("order_status", "ok")]
+    assert state.customers.get("cust-demo-alice").last_order == "10042"  # offered at Alice's next call
 
 
 async def test_escalation_reaches_the_client_and_ends_the_call(platform):
@@ -298,7 +298,7 @@ async def test_personal_data_said_in_a_call_appears_nowhere_in_clear(platform, s
         state.model_dump_json().encode()
     )
     assert not secret.search(str(client.events).encode())
-    files = [platform["store"], get_settings().support_db_path]
+    files = [platform["store"], platform["store"].with_name("state.db"), get_settings().support_db_path]
     files = [p for f in files for p in (f, f.with_name(f.name + "-wal")) if p.exists()]
     logs = Path(ray._private.worker._global_node.get_logs_dir_path())
     files += [p for p in logs.rglob("*") if p.is_file()]

@@ -99,7 +99,7 @@ def test_every_expectation_is_one_the_evaluator_knows(tmp_path):
     from deployments.dialogue.tools import support_tools
     from deployments.tools.support_store import SupportStore
 
-    tools = {spec.name for spec in support_tools(SupportStore(tmp_path / "s.db", seed_demo=False))}
+    tools = {spec.name for spec in support_tools(SupportStore(tmp_path / "s.db", seed_demo=False), pins=None)}
     names = {sc["name"] for sc in load_scenarios([TEST_SET])}
     assert len(names) == len(load_scenarios([TEST_SET])), "scenario names must be unique"
     for sc in load_scenarios([TEST_SET]):

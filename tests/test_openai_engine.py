@@ -7,9 +7,9 @@ import pytest
 
 from deployments.dialogue.openai_engine import SYSTEM_PROMPT, TOO_MANY_STEPS, OpenAIDialogueEngine
 from deployments.dialogue.support import TurnResult
-from deployments.dialogue.tools import support_tools
+from deployments.dialogue.tools import support_router
 from deployments.policy.engine import PolicyEngine
-from deployments.tools.router import ToolRouter
+from deployments.state import sqlite_state
 from deployments.tools.support_store import SupportStore
 from tests.fake_openai import FakeChatServer, text, tool_calls
 from tests.test_tools import LocalBreaker
@@ -20,9 +20,15 @@ def store(tmp_path):
     return SupportStore(tmp_path / "support.db")
 
 
+@pytest.fixture
+def state(tmp_path):
+    return sqlite_state(tmp_path / "state.db")
+
+
 def engine_for(server, store, breaker=None, **kw):
+    """The engine over the support store and the state parts beside it (the `state` fixture's file)."""
     client = openai.AsyncOpenAI(base_url=server.base_url, api_key="sk-test", max_retries=0)
-    router = ToolRouter(support_tools(store), breaker or LocalBreaker(), store)
+    router = support_router(store, sqlite_state(store.path.parent / "state.db"), breaker or LocalBreaker())
     return OpenAIDialogueEngine(client, "test-model", router, PolicyEngine(3), **kw)
 
 
@@ -74,7 +80,7 @@ async def test_two_call_tool_flow_authenticates_and_reads_the_order(store):
     assert [m["tool_call_id"] for m in second[-2:]] == ["call_1_0", "call_1_1"]
 
 
-async def test_account_tools_refuse_without_authentication(store):
+async def test_account_tools_refuse_without_authentication(store, state):
     def script(body, n):
         return (
             tool_calls(("order_status", '{"order_id": "10042"}')) if n == 1 else text("Please tell me your PIN first.")
@@ -84,7 +90,7 @@ async def test_account_tools_refuse_without_authentication(store):
         _, r = await run(engine_for(server, store), "where is order 10042")
     tool_reply = json.loads(server.requests[1]["messages"][-1]["content"])
     assert tool_reply["error"].startswith("not_authenticated") and r.tool_results == []
-    assert store.audit("sess-1") == []  # the store was never asked
+    assert state.audit.read("sess-1") == []  # the store was never asked
 
 
 async def test_malformed_tool_arguments_are_answered_not_crashed(store):
@@ -136,7 +142,7 @@ async def test_server_errors_become_a_spoken_apology(store):
     assert "trouble" in sentences[0] and r.memory["consecutive_failures"] == 2
 
 
-async def test_config_selects_the_openai_engine_with_its_base_url(monkeypatch, tmp_path, store):
+async def test_config_selects_the_openai_engine_with_its_base_url(monkeypatch, tmp_path, store, state):
     from common.config import load_settings
     from deployments.dialogue.deployment import build_engine
 
@@ -146,7 +152,7 @@ async def test_config_selects_the_openai_engine_with_its_base_url(monkeypatch, t
         monkeypatch.setenv("VOICE_OPENAI_BASE_URL", server.base_url)
         monkeypatch.setenv("VOICE_OPENAI_MODEL", "llama-3-8b")
         settings = load_settings()
-        engine = await build_engine(settings, ToolRouter(support_tools(store), LocalBreaker(), store), None, None)
+        engine = await build_engine(settings, support_router(store, state, LocalBreaker()), None, None)
         sentences, _ = await run(engine, "hi")
     assert isinstance(engine, OpenAIDialogueEngine) and sentences == ["Hi from a local model."]
     assert server.requests[0]["model"] == "llama-3-8b"
@@ -184,3 +190,16 @@ async def test_escalation_by_meaning_and_whisper_punctuation_never_reach_the_mod
     assert server.requests == []
     assert by_pattern.escalate == by_meaning.escalate == "caller_request"
     assert role_play.policy.reason == "prompt_injection"
+
+
+async def test_the_model_is_offered_what_the_customers_last_call_left(store, state):
+    state.customers.remember("cust-demo-alice", last_order="10043", locale="de-DE")
+
+    def script(body, n):
+        return tool_calls(("verify_pin", '{"pin": "1234"}')) if n == 1 else text("Welcome back, Alice.")
+
+    async with FakeChatServer(script) as server:
+        _, r = await run(engine_for(server, store), "my PIN is 1234")
+    told = json.loads(server.requests[1]["messages"][-1]["content"])
+    assert told == {"verified": True, "name": "Alice", "last_order": "10043", "locale": "de-DE"}
+    assert r.memory["authenticated"] and r.memory["slots"]["last_order"] == "10043"

@@ -1,6 +1,6 @@
 """The one PIN decision both dialogue engines take (deployments/dialogue/pin_check.py), in-process:
 each outcome, the store's lockout over a right PIN, attempts left as the fewer of this call's
-and the store's. The store is the real SQLite one behind the real tool router."""
+and the store's. The stores are the real SQLite ones behind the real tool router."""
 
 import time
 
@@ -8,27 +8,37 @@ import pytest
 
 from deployments.dialogue.pin_check import PinOutcome, PinVerdict, check_pin, judge_pin
 from deployments.dialogue.support import MEMORY_DEFAULTS
-from deployments.dialogue.tools import support_tools
-from deployments.tools.router import ToolRouter
-from deployments.tools.support_store import PinLockout, SupportStore
+from deployments.dialogue.tools import support_router
+from deployments.state import sqlite_state
+from deployments.state.parts import PinLockout
+from deployments.tools.pin_guard import PinGuard
+from deployments.tools.support_store import SupportStore
 from models.state import ToolResult
 from tests.test_tools import Clock, LocalBreaker
 
 
-def new_store(path, max_failures: int = 3) -> SupportStore:
+def new_router(folder, max_failures: int = 3):
+    """The router over fresh stores in `folder`, and its PIN guard (on a test clock)."""
     clock = Clock()
     clock.t = time.time()
-    return SupportStore(path, lockout=PinLockout(max_failures, 900, 900), clock=clock)
+    store, state = SupportStore(folder / "support.db"), sqlite_state(folder / "state.db")
+    pins = PinGuard(store, state.customers, state.audit, PinLockout(max_failures, 900, 900), clock)
+    return support_router(store, state, LocalBreaker(), pins), pins
 
 
 @pytest.fixture
-def store(tmp_path):
-    return new_store(tmp_path / "support.db")
+def router_pins(tmp_path):
+    return new_router(tmp_path)
 
 
 @pytest.fixture
-def router(store):
-    return ToolRouter(support_tools(store), LocalBreaker(), store)
+def router(router_pins):
+    return router_pins[0]
+
+
+@pytest.fixture
+def pins(router_pins):
+    return router_pins[1]
 
 
 def memory(**kw) -> dict:
@@ -48,8 +58,7 @@ async def test_the_right_pin_verifies_and_resets_this_calls_count(router):
 
 
 async def test_wrong_pins_count_down_then_this_calls_limit_locks(tmp_path):
-    store = new_store(tmp_path / "lenient.db", max_failures=10)  # this call's limit (3) comes first
-    router = ToolRouter(support_tools(store), LocalBreaker(), store)
+    router, _ = new_router(tmp_path / "lenient", max_failures=10)  # this call's limit (3) comes first
     m = memory()
     first, second = await check(router, "1111", m), await check(router, "2222", m)
     assert (first.verdict, first.attempts_left, second.verdict, second.attempts_left) == (
@@ -72,9 +81,9 @@ async def test_the_stores_lock_at_this_calls_third_wrong_pin_is_the_stores(route
     assert third.verdict is PinVerdict.LOCKED and third.by_store and m["auth_locked"] and m["auth_failures"] == 2
 
 
-async def test_the_store_lockout_wins_over_a_right_pin(router, store):
+async def test_the_store_lockout_wins_over_a_right_pin(router, pins):
     for pin in ("1111", "2222", "3333"):  # earlier calls used up the customer's tries
-        store.check_pin("demo-alice", pin)
+        pins.check_pin("demo-alice", pin)
     m, results = memory(), []
     outcome = await check(router, "1234", m, results)
     assert outcome.verdict is PinVerdict.LOCKED and outcome.by_store
@@ -83,8 +92,8 @@ async def test_the_store_lockout_wins_over_a_right_pin(router, store):
     assert [(r.tool, r.error) for r in results] == [("verify_pin", "auth_locked")]
 
 
-async def test_attempts_left_is_the_fewer_of_this_calls_and_the_stores(router, store):
-    store.check_pin("demo-alice", "9999")  # a wrong PIN in an earlier call, inside the store's window
+async def test_attempts_left_is_the_fewer_of_this_calls_and_the_stores(router, pins):
+    pins.check_pin("demo-alice", "9999")  # a wrong PIN in an earlier call, inside the store's window
     m = memory()
     outcome = await check(router, "1111", m)
     assert outcome.verdict is PinVerdict.WRONG_PIN

@@ -7,11 +7,11 @@ import pytest
 from common.config import PROJECT_ROOT
 from deployments.dialogue.engine import IntentClassifier
 from deployments.dialogue.support import SupportAgent
-from deployments.dialogue.tools import support_tools
+from deployments.dialogue.tools import support_router
 from deployments.knowledge.engine import KnowledgeBase
 from deployments.policy.engine import PolicyEngine
 from deployments.policy.escalation import EscalationClassifier
-from deployments.tools.router import ToolRouter
+from deployments.state import sqlite_state
 from deployments.tools.support_store import SupportStore
 from tests.test_tools import LocalBreaker
 
@@ -37,8 +37,8 @@ def kb(embed_many, tmp_path_factory):
 
 @pytest.fixture
 def agent(embed_many, kb, tmp_path):
-    store = SupportStore(tmp_path / "support.db")
-    router = ToolRouter(support_tools(store), LocalBreaker(), store)
+    store, state = SupportStore(tmp_path / "support.db"), sqlite_state(tmp_path / "state.db")
+    router = support_router(store, state, LocalBreaker())
     agent = SupportAgent(
         IntentClassifier(embed_many),
         router,
@@ -47,7 +47,7 @@ def agent(embed_many, kb, tmp_path):
         confidence_threshold=0.6,
         wants_human=EscalationClassifier(embed_many),
     )
-    agent.store = store
+    agent.store, agent.state = store, state
     return agent
 
 
@@ -72,6 +72,28 @@ def test_order_status_needs_a_pin_then_reads_the_real_order(agent):
     assert r.sensitive and call.memory["authenticated"] and call.memory["customer_name"] == "Alice"
     assert "1 0 0 4 2" in r.text and "running shoes" in r.text and "shipped" in r.text and "Thursday" in r.text
     assert [t.tool for t in r.tool_results] == ["verify_pin", "order_status"]
+
+
+def test_a_later_call_is_offered_the_order_of_the_last_one(agent):
+    """What the Dialogue deployment keeps after a verified turn (deployments/dialogue/remember.py)
+    comes back with the next call's PIN: "where is my order" needs no number."""
+    from deployments.dialogue.remember import to_remember
+
+    first = Call(agent)
+    first.memory["locale"] = "en-GB"  # the call's locale, in the memory the session actor gives
+    first.say("where is my order 10043")
+    r = first.say("1234")
+    assert "Your order 1 0 0 4 3, the rain jacket" in r.text
+    customer_id, fields = to_remember(r.memory, r.tool_results)
+    assert (customer_id, fields) == ("cust-demo-alice", {"locale": "en-GB", "last_order": "10043"})
+    agent.state.customers.remember(customer_id, **fields)
+    second = Call(agent)
+    assert "PIN" in second.say("where is my order").text
+    r = second.say("1234")
+    assert "Your order from your last call, 1 0 0 4 3, the rain jacket" in r.text and "rain jacket" in r.text, r.text
+    assert [t.output.get("last_order") for t in r.tool_results if t.tool == "verify_pin"] == ["10043"]
+    assert "order number" in second.say("and where is my other order?").text  # offered once
+    assert to_remember({"authenticated": False, "customer_id": None}, r.tool_results) is None
 
 
 def test_order_number_asked_for_when_missing_and_other_customers_orders_stay_hidden(agent):

@@ -2,6 +2,7 @@ import asyncio
 
 import pytest
 
+from deployments.state import sqlite_state
 from deployments.tools.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 from deployments.tools.router import ToolError, ToolRouter, ToolSpec
 from deployments.tools.support_store import SupportStore
@@ -68,30 +69,35 @@ def store(tmp_path):
     return SupportStore(tmp_path / "support.db")
 
 
-async def test_idempotent_tool_is_retried_until_it_answers(store):
+@pytest.fixture
+def state(tmp_path):
+    return sqlite_state(tmp_path / "state.db")
+
+
+async def test_idempotent_tool_is_retried_until_it_answers(state):
     backend = FlakyBackend(fail_times=2)
     router = ToolRouter(
-        [ToolSpec("lookup", backend, idempotent=True, retries=2, backoff_s=0.01)], LocalBreaker(), store
+        [ToolSpec("lookup", backend, idempotent=True, retries=2, backoff_s=0.01)], LocalBreaker(), state
     )
     result = await router.call("lookup", {"order_id": "1"}, "s1")
     assert result.ok and result.attempts == 3 and backend.calls == 3
-    assert store.audit("s1")[0]["outcome"] == "ok"
+    assert state.audit.read("s1")[0]["outcome"] == "ok"
 
 
-async def test_side_effecting_tool_is_never_retried(store):
+async def test_side_effecting_tool_is_never_retried(state):
     backend = FlakyBackend(fail_times=1)
     router = ToolRouter(
-        [ToolSpec("refund", backend, idempotent=False, retries=5, backoff_s=0.01)], LocalBreaker(), store
+        [ToolSpec("refund", backend, idempotent=False, retries=5, backoff_s=0.01)], LocalBreaker(), state
     )
     result = await router.call("refund", {}, "s2")
     assert not result.ok and backend.calls == 1 and result.error.startswith("error")
 
 
-async def test_deadline_cuts_a_hanging_tool(store):
+async def test_deadline_cuts_a_hanging_tool(state):
     router = ToolRouter(
         [ToolSpec("slow", FlakyBackend(hang=True), idempotent=True, deadline_s=0.05, retries=1, backoff_s=0.01)],
         LocalBreaker(),
-        store,
+        state,
     )
     t0 = asyncio.get_running_loop().time()
     result = await router.call("slow", {}, "s3")
@@ -99,44 +105,44 @@ async def test_deadline_cuts_a_hanging_tool(store):
     assert asyncio.get_running_loop().time() - t0 < 1.0
 
 
-async def test_a_tool_saying_no_is_not_a_failure(store):
+async def test_a_tool_saying_no_is_not_a_failure(state):
     breaker = LocalBreaker(failure_threshold=1)
-    router = ToolRouter([ToolSpec("lookup", FlakyBackend(refuse=True), idempotent=True)], breaker, store)
+    router = ToolRouter([ToolSpec("lookup", FlakyBackend(refuse=True), idempotent=True)], breaker, state)
     result = await router.call("lookup", {}, "s4")
     assert result.error == "not_found" and result.attempts == 1 and breaker.b.state == CLOSED
 
 
-async def test_open_breaker_short_circuits(store):
+async def test_open_breaker_short_circuits(state):
     backend = FlakyBackend(fail_times=100)
     breaker = LocalBreaker(failure_threshold=2, recovery_s=60)
-    router = ToolRouter([ToolSpec("lookup", backend, idempotent=True, retries=5, backoff_s=0.0)], breaker, store)
+    router = ToolRouter([ToolSpec("lookup", backend, idempotent=True, retries=5, backoff_s=0.0)], breaker, state)
     first = await router.call("lookup", {}, "s5")
     assert first.error == "circuit_open" and backend.calls == 2
     second = await router.call("lookup", {}, "s5")
     assert second.error == "circuit_open" and second.attempts == 0 and backend.calls == 2
-    assert [a["outcome"] for a in store.audit("s5")] == ["circuit_open", "circuit_open"]
+    assert [a["outcome"] for a in state.audit.read("s5")] == ["circuit_open", "circuit_open"]
 
 
 def test_pins_are_hashed_and_checked(store, tmp_path):
     import sqlite3
 
-    assert store.verify_pin("demo-alice", "1234")["name"] == "Alice"
-    assert store.verify_pin("demo-alice", "1235") is None
-    assert store.verify_pin("nobody", "1234") is None
+    assert store.match_pin("demo-alice", "1234") == ({"customer_id": "cust-demo-alice", "name": "Alice"}, True)
+    assert store.match_pin("demo-alice", "1235")[1] is False
+    assert store.match_pin("nobody", "1234") is None
     raw = sqlite3.connect(tmp_path / "support.db").execute("SELECT pin_hash FROM customers").fetchall()
     assert all(b"1234" not in r[0] and len(r[0]) == 32 for r in raw)
 
 
 def test_orders_are_only_the_customers_own(store):
-    alice = store.verify_pin("demo-alice", "1234")["customer_id"]
+    alice = store.customer("demo-alice")["customer_id"]
     assert store.order(alice, "10042")["status"] == "shipped"
     assert store.order(alice, "20077") is None  # Bob's
     assert [o["order_id"] for o in store.orders(alice)] == ["10042", "10043"]
 
 
-def test_audit_is_masked(store):
-    store.record("s6", "escalation", "human", "caller said 4111 1111 1111 1111", 0.0, {"email": "a@b.com"})
-    row = store.audit("s6")[0]
+def test_audit_is_masked(state):
+    state.audit.record("s6", "escalation", "human", "caller said 4111 1111 1111 1111", 0.0, {"email": "a@b.com"})
+    row = state.audit.read("s6")[0]
     assert "4111" not in row["outcome"] and "a@b.com" not in row["detail"]
 
 
@@ -170,30 +176,30 @@ class SlowStore(SupportStore):
 
 
 def _slow_return_router(tmp_path, deadline_s=0.05):
-    from deployments.dialogue.tools import support_tools
+    from deployments.dialogue.tools import support_router
 
-    store = SlowStore(tmp_path / "slow.db")
-    specs = support_tools(store)
-    next(s for s in specs if s.name == "create_return").deadline_s = deadline_s
-    return store, ToolRouter(specs, LocalBreaker(), store)
+    store, state = SlowStore(tmp_path / "slow.db"), sqlite_state(tmp_path / "state.db")
+    router = support_router(store, state, LocalBreaker())
+    router.spec("create_return").deadline_s = deadline_s
+    return store, state, router
 
 
 RETURN_ARGS = {"customer_id": "cust-demo-alice", "order_id": "10042", "reason": "too small"}
 
 
 async def test_a_side_effect_past_its_deadline_reports_what_happened(tmp_path):
-    store, router = _slow_return_router(tmp_path)
+    store, state, router = _slow_return_router(tmp_path)
     result = await router.call("create_return", RETURN_ARGS, "s7")
     rows = store.returns("cust-demo-alice")
     assert result.ok and [r["return_id"] for r in rows] == [result.output["return_id"]]
-    assert [(a["name"], a["outcome"]) for a in store.audit("s7")] == [("create_return", "ok")]
+    assert [(a["name"], a["outcome"]) for a in state.audit.read("s7")] == [("create_return", "ok")]
 
 
 async def test_the_caller_hears_the_truth_about_a_slow_return(tmp_path):
     from deployments.dialogue.support import SupportAgent
     from deployments.policy.engine import PolicyEngine
 
-    store, router = _slow_return_router(tmp_path)
+    store, _, router = _slow_return_router(tmp_path)
 
     async def classify(text):
         return "returns", 0.9
@@ -210,18 +216,18 @@ async def test_the_caller_hears_the_truth_about_a_slow_return(tmp_path):
 
 
 async def test_a_cancelled_turn_still_audits_the_side_effect(tmp_path):
-    store, router = _slow_return_router(tmp_path, deadline_s=5)
+    store, state, router = _slow_return_router(tmp_path, deadline_s=5)
     turn = asyncio.ensure_future(router.call("create_return", RETURN_ARGS, "s9"))
     await asyncio.sleep(0.1)
     turn.cancel()  # the turn's own deadline, or the caller hung up
     with pytest.raises(asyncio.CancelledError):
         await turn
     for _ in range(50):
-        if store.audit("s9"):
+        if state.audit.read("s9"):
             break
         await asyncio.sleep(0.05)
     assert len(store.returns("cust-demo-alice")) == 1
-    assert [(a["name"], a["outcome"]) for a in store.audit("s9")] == [("create_return", "ok")]
+    assert [(a["name"], a["outcome"]) for a in state.audit.read("s9")] == [("create_return", "ok")]
 
 
 def test_one_return_per_order(store):

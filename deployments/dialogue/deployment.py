@@ -2,11 +2,14 @@
 
 Stateless per call: each turn brings the caller's memory and history (the Gateway's
 `TurnContext`, from the session actor) and the updated memory goes back in the `TurnSummary`
-that closes the reply stream; the Gateway hands it to the session actor.
+that closes the reply stream; the Gateway hands it to the session actor. What outlives a call
+(PIN lockout, the tool journal and cache, the audit trail, what a customer's calls leave for
+the next) is in the state store's parts (`open_state`: SQLite, or Redis on a cluster).
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 import time
@@ -17,11 +20,13 @@ from ray.serve.handle import DeploymentHandle
 
 from common.config import Settings, get_settings
 from deployments.dialogue.engine import GREETING, IntentClassifier
+from deployments.dialogue.remember import to_remember
 from deployments.dialogue.support import SupportAgent, TurnResult
-from deployments.dialogue.tools import support_tools
+from deployments.dialogue.tools import support_router
 from deployments.knowledge.engine import KnowledgeBase
 from deployments.policy.engine import PolicyEngine
 from deployments.policy.escalation import EscalationClassifier
+from deployments.state import open_state
 from deployments.tools.breaker_actor import BreakerClient, breaker_actor
 from deployments.tools.router import NoToolsRouter, RunAheadRefused, ToolRouter
 from deployments.tools.support_store import SupportStore
@@ -36,10 +41,11 @@ class Dialogue:
         settings = get_settings()
         self._embeddings = embeddings
         self._store = SupportStore(settings.support_db_path)
+        self._state = open_state(settings)
         breakers = BreakerClient(
             breaker_actor(settings.breaker_failure_threshold, settings.breaker_recovery_s), ttl_s=1.0
         )
-        self._router = ToolRouter(support_tools(self._store), breakers, self._store)
+        self._router = support_router(self._store, self._state, breakers, cache_ttl_s=settings.tool_cache_ttl_s)
         self._kb = KnowledgeBase(settings.kb_store_path, self._embed_many)
         n = await self._kb.sync_folder(settings.kb_docs_path)
         if n is not None:
@@ -69,7 +75,9 @@ class Dialogue:
         engine = self._engine_ahead if request.run_ahead else self._engine
         history = [e.model_dump() for e in request.history]
         try:
-            stream = engine.stream(request.transcript, request.memory, request.session_id, request.caller_id, history)
+            stream = engine.stream(
+                request.transcript, request.memory, request.session_id, request.caller_id, history, request.turn_id
+            )
             async for item in stream:
                 if isinstance(item, TurnResult):
                     result = item
@@ -86,7 +94,10 @@ class Dialogue:
             return
         if result.escalate:
             intent = {"intent": result.intent}
-            self._store.record(request.session_id, "escalation", result.escalate, "escalated", 0.0, intent)
+            await asyncio.to_thread(
+                self._state.audit.record, request.session_id, "escalation", result.escalate, "escalated", 0.0, intent
+            )
+        await self._remember(result)
         yield TurnSummary(
             intent=result.intent,
             score=result.score,
@@ -98,6 +109,14 @@ class Dialogue:
             sensitive=result.sensitive,
             kb_confidence=result.kb_confidence,
         )
+
+    async def _remember(self, result: TurnResult) -> None:
+        """Keep what this turn leaves for the customer's next call; a store that fails costs nothing else."""
+        if (kept := to_remember(result.memory, result.tool_results)) is not None:
+            try:
+                await asyncio.to_thread(self._state.customers.remember, kept[0], **kept[1])
+            except Exception as exc:
+                log.warning("could not remember customer state: %r", exc)
 
     async def greeting(self) -> AsyncIterator[Sentence | TurnSummary]:
         for sentence in GREETING:

@@ -100,11 +100,17 @@ class OpenAIDialogueEngine:
         self._max_auth_failures = max_auth_failures
 
     async def stream(
-        self, text: str, memory: dict, session_id: str = "", caller_id: str = "", history: list[dict] | None = None
+        self,
+        text: str,
+        memory: dict,
+        session_id: str = "",
+        caller_id: str = "",
+        history: list[dict] | None = None,
+        turn_id: int | None = None,
     ) -> AsyncIterator:
         """Yield reply sentences as the model produces them, then the TurnResult."""
         m = copy.deepcopy({**MEMORY_DEFAULTS, **(memory or {})})
-        r = TurnResult([], "llm", m)
+        r = TurnResult([], "llm", m, turn_id=turn_id)
         wants_human = bool(self._wants_human and await self._wants_human(text))
         ctx = PolicyContext(m["authenticated"], m["auth_locked"], False, m["consecutive_failures"], wants_human)
         r.policy = self._policy.decide(text, ctx)
@@ -212,8 +218,9 @@ class OpenAIDialogueEngine:
                 r.escalate, r.end_call, r.intent = "auth_locked", True, "escalation"
                 if outcome.by_store:
                     return {"verified": False, "error": "locked: too many wrong PINs, the call goes to a human"}
-            if outcome.verdict is PinVerdict.VERIFIED:
-                return {"verified": True, "name": outcome.name}
+            if outcome.verdict is PinVerdict.VERIFIED:  # with what earlier calls left, for the model to offer
+                kept = {k: r.tool_results[-1].output.get(k) for k in ("last_order", "locale")}
+                return {"verified": True, "name": outcome.name} | {k: v for k, v in kept.items() if v}
             if outcome.verdict is PinVerdict.UNAVAILABLE:
                 return {"error": outcome.error}
             # a wrong PIN (what the store still allows), or this call's last one (the call goes to a human)
@@ -229,7 +236,8 @@ class OpenAIDialogueEngine:
             args = {k: str(v) for k, v in args.items() if k in ("order_id", "reason")}
             if "reason" in args:
                 args["reason"] = mask_pii(args["reason"])[:200]  # stored: masked, as the local engine does
-            result = await self._tools.call(name, {"customer_id": m["customer_id"], **args}, session_id)
+            args = {"customer_id": m["customer_id"], **args}
+            result = await self._tools.call(name, args, session_id, turn_id=r.turn_id)
             r.tool_results.append(result)
             return result.output if result.ok else {"error": result.error}
         r.tool_results.append(ToolResult(tool=name, ok=False, error="unknown_tool"))

@@ -31,7 +31,8 @@ class PinOutcome:
 
 def judge_pin(result: ToolResult, memory: dict, max_failures: int) -> PinOutcome:
     """Decide from the `verify_pin` tool result and update the authentication fields of `memory`
-    (authenticated, customer_id, customer_name, auth_failures, auth_locked) in place."""
+    (authenticated, customer_id, customer_name, auth_failures, auth_locked, and the remembered
+    `last_order` slot) in place."""
     if result.error == "auth_locked":  # the store's lockout, across calls: even a right PIN is refused
         memory["auth_locked"] = True
         return PinOutcome(PinVerdict.LOCKED, by_store=True)
@@ -42,6 +43,8 @@ def judge_pin(result: ToolResult, memory: dict, max_failures: int) -> PinOutcome
             customer_name=result.output["name"],
             auth_failures=0,
         )
+        if last := result.output.get("last_order"):  # from the customer's earlier calls: offered once
+            memory["slots"]["last_order"] = last
         return PinOutcome(PinVerdict.VERIFIED, name=result.output["name"])
     if result.error != "wrong_pin":
         return PinOutcome(PinVerdict.UNAVAILABLE, error=result.error)

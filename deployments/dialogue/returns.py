@@ -165,9 +165,12 @@ class ReturnsFlow:
         if answer != "yes":
             return r.say("Sorry, shall I start the return? Please say yes or no.")
         args = {"customer_id": r.memory["customer_id"], "order_id": wf["order_id"], "reason": wf.get("reason", "")}
-        result = await self._tools.call("create_return", args, session_id)
+        result = await self._tools.call("create_return", args, session_id, turn_id=r.turn_id)
         r.tool_results.append(result)
         slots.pop("workflow", None)
+        if result.error == "in_progress":  # this turn's first run is still opening it: never a second one
+            r.say("That return is being opened right now.", "We'll email you the reference and a prepaid label.")
+            return self._succeeded(r)
         if not result.ok:
             r.say("I couldn't start the return just now. Nothing was changed; please try again later.")
             return self._failed(r)

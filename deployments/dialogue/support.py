@@ -74,6 +74,7 @@ class TurnResult:
     end_call: bool = False
     sensitive: bool = False  # the caller said a secret (a PIN): keep the transcript out of the store
     kb_confidence: float | None = None
+    turn_id: int | None = None  # the Gateway's number for the turn: a side effect runs once per turn
 
     def say(self, *sentences: str) -> TurnResult:
         self.sentences.extend(sentences)
@@ -100,20 +101,28 @@ class SupportAgent(ReturnsFlow, KnowledgeAnswers):
         self._max_auth_failures = max_auth_failures
 
     async def stream(
-        self, text: str, memory: dict, session_id: str = "", caller_id: str = "", history: list[dict] | None = None
+        self,
+        text: str,
+        memory: dict,
+        session_id: str = "",
+        caller_id: str = "",
+        history: list[dict] | None = None,
+        turn_id: int | None = None,
     ):
         """The engines' common interface: reply sentences, then the TurnResult."""
-        result = await self.respond(text, memory, session_id, caller_id)
+        result = await self.respond(text, memory, session_id, caller_id, turn_id)
         for sentence in result.sentences:
             yield sentence
         yield result
 
-    async def respond(self, text: str, memory: dict, session_id: str = "", caller_id: str = "") -> TurnResult:
+    async def respond(
+        self, text: str, memory: dict, session_id: str = "", caller_id: str = "", turn_id: int | None = None
+    ) -> TurnResult:
         m = copy.deepcopy({**MEMORY_DEFAULTS, **(memory or {})})
         slots = m["slots"]
         awaiting = slots.get("awaiting")
         if awaiting == "pin" and (pin := extract_pin(text)):
-            r = TurnResult([], "authenticate", m, sensitive=True)
+            r = TurnResult([], "authenticate", m, sensitive=True, turn_id=turn_id)
             return await self._verify_pin(pin, r, session_id, caller_id)
         offer = slots.pop("offer", None)  # the agent's own offer of a transfer stands for one turn
         intent, score = await self._classify(text)
@@ -140,8 +149,9 @@ class SupportAgent(ReturnsFlow, KnowledgeAnswers):
             slots.update(pending_intent=intent if intent in NEEDS_AUTH else slots.get("pending_intent"))
             if order_id:
                 slots["order_id"] = order_id
-            return await self._verify_pin(pin, TurnResult([], "authenticate", m, sensitive=True), session_id, caller_id)
-        r = TurnResult([], intent, m, score=score)
+            r = TurnResult([], "authenticate", m, sensitive=True, turn_id=turn_id)
+            return await self._verify_pin(pin, r, session_id, caller_id)
+        r = TurnResult([], intent, m, score=score, turn_id=turn_id)
         wants_human = bool(self._wants_human and await self._wants_human(text))
         if offer == "transfer" and not is_question(text):
             said = confirmation(text)
@@ -218,7 +228,10 @@ class SupportAgent(ReturnsFlow, KnowledgeAnswers):
 
     async def _order_status(self, text: str, r: TurnResult, session_id: str) -> TurnResult:
         slots = r.memory["slots"]
+        last_call = slots.pop("last_order", None)  # the order of the caller's last call: offered once
         order_id = extract_order_number(text) or slots.pop("order_id", None)
+        remembered = not order_id and last_call is not None
+        order_id = order_id or last_call
         if not order_id:
             slots.update(awaiting="order_id", pending_intent="order_status")
             return r.say("Which order is it? Please tell me the order number.")
@@ -227,9 +240,8 @@ class SupportAgent(ReturnsFlow, KnowledgeAnswers):
         if found is None:
             return r
         r.intent = "order_status"
-        return self._succeeded(
-            r.say(f"Your order {spell(order_id)}, the {found['item']}, is {found['status']}.", _eta(found))
-        )
+        which = f"from your last call, {spell(order_id)}" if remembered else spell(order_id)
+        return self._succeeded(r.say(f"Your order {which}, the {found['item']}, is {found['status']}.", _eta(found)))
 
     async def _lookup(self, order_id: str, r: TurnResult, session_id: str) -> dict | None:
         result = await self._tools.call(

@@ -1,21 +1,25 @@
-"""The support tools the agent may call, over the support store, behind the router.
+"""The support tools the agent may call, over the support backend, behind the router.
 
 `create_return` is the one side effect: the router never cuts it at its deadline (it waits
-for the real outcome) and the store opens at most one return per order."""
+for the real outcome), runs it once per turn through the workflow journal (a turn retried
+after its session actor died gets the first run's answer), and the backend opens at most one
+return per order. `order_status` answers from the cache for `cache_ttl_s` (VOICE_TOOL_CACHE_TTL_S).
+"""
 
 from __future__ import annotations
 
 import asyncio
 
-from deployments.tools.router import ToolError, ToolSpec
+from deployments.tools.pin_guard import PinGuard
+from deployments.tools.router import ToolError, ToolRouter, ToolSpec, per_turn
 from deployments.tools.support_store import SupportStore
 
 
-def support_tools(store: SupportStore) -> list[ToolSpec]:
+def support_tools(store: SupportStore, pins: PinGuard, cache_ttl_s: float = 60.0) -> list[ToolSpec]:
     async def verify_pin(caller_id: str, pin: str, session_id: str = "") -> dict:
-        """The store decides, across calls: `auth_locked` whatever the PIN while the customer is
+        """The guard decides, across calls: `auth_locked` whatever the PIN while the customer is
         locked out (this failure may have locked them); an unknown caller reads as `wrong_pin`."""
-        check = await asyncio.to_thread(store.check_pin, caller_id, pin, session_id)
+        check = await asyncio.to_thread(pins.check_pin, caller_id, pin, session_id)
         if check.outcome == "locked":
             raise ToolError("auth_locked", {"locked_until": check.locked_until})
         if check.customer is None:
@@ -45,6 +49,7 @@ def support_tools(store: SupportStore) -> list[ToolSpec]:
             idempotent=True,
             deadline_s=2.0,
             fallback="I can't reach our order system right now. Please try again in a few minutes.",
+            cache_ttl_s=cache_ttl_s,
         ),
         ToolSpec(
             "create_return",
@@ -52,5 +57,13 @@ def support_tools(store: SupportStore) -> list[ToolSpec]:
             idempotent=False,
             deadline_s=3.0,
             fallback="I couldn't start the return just now.",
+            idempotency_key=per_turn,
         ),
     ]
+
+
+def support_router(store: SupportStore, state, breaker, pins: PinGuard | None = None, cache_ttl_s: float = 60.0):
+    """The support tools behind the router, over the backend and the state store's parts
+    (`state`: deployments.state.State). `pins`: None guards PINs with the VOICE_PIN_* settings."""
+    pins = pins or PinGuard(store, state.customers, state.audit)
+    return ToolRouter(support_tools(store, pins, cache_ttl_s), breaker, state)

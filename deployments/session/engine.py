@@ -25,6 +25,7 @@ MEMORY_FIELDS = (
     "auth_locked",
     "consecutive_failures",
     "slots",
+    "locale",  # read only: remembered per customer as their preferred language
 )
 
 

@@ -96,6 +96,7 @@ class SessionClient:
             session_id=ctx.session_id,
             caller_id=ctx.caller_id,
             history=ctx.history,
+            turn_id=self.next_turn_id,
             run_ahead=run_ahead,
         )
         return self._dialogue.respond.options(stream=True).remote(request)
