@@ -71,6 +71,8 @@ class Gateway:
             "namespace": SESSION_NAMESPACE,
             "lifetime": "detached",  # a call outlives this replica; its lease ends it (deployments/session/lease.py)
         }
+        if self._settings.session_actor_resources:  # only nodes carrying them take calls' actors
+            actor_opts["resources"] = dict(self._settings.session_actor_resources)
         self._pool = SessionPool(
             lambda: SessionActor.options(name=f"session-{uuid.uuid4().hex}", **actor_opts).remote(),
             self._settings.warm_sessions,
