@@ -1,4 +1,4 @@
-"""Operator CLI: `voice-agent up|down|status` (or `python -m serve_app ...`).
+"""Operator CLI: `voice-agent up|down|status|customers|session|secrets` (or `python -m serve_app ...`).
 
 `up` starts a single-node Ray on 127.0.0.1 (if none is running) and the loopback Redis that
 VOICE_STORE_URL names (serve_app/store_redis.py), deploys
@@ -16,7 +16,7 @@ import time
 import urllib.request
 
 from common.config import ConfigError, load_settings
-from serve_app import cluster, customers_cli, local_ray, store_redis
+from serve_app import cluster, customers_cli, local_ray, session_cli, store_redis
 
 
 def _export_dotenv() -> None:
@@ -181,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("down", help="shut the platform and Ray down").set_defaults(func=down)
     sub.add_parser("status", help="is the platform up and ready?").set_defaults(func=status)
     customers_cli.add_parser(sub)
+    session_cli.add_parser(sub)
     secrets = sub.add_parser("secrets", help="secrets for the replicas (never in the runtime_env)")
     push = secrets.add_subparsers(dest="action", required=True).add_parser(
         "push", help="store this shell's secrets in the cluster"

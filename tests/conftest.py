@@ -136,3 +136,9 @@ def redis_url(tmp_path_factory):
 
     with redis_server(tmp_path_factory.mktemp("redis")) as url:
         yield url
+
+
+def pytest_collection_modifyitems(items):
+    """The two-node test first: its cluster (a process of its own) then never shares the machine
+    with the session platform fixture's Ray."""
+    items.sort(key=lambda item: item.path.name != "test_two_nodes.py")
