@@ -70,6 +70,15 @@ def _pin_to_head(config: dict) -> dict:
     return config
 
 
+def _forget_address(address: str) -> None:
+    """Cluster wrote its head's address where a bare `ray.init()` on this machine looks
+    (/tmp/ray/ray_current_cluster): take it back once the cluster is gone."""
+    from ray._private import utils
+
+    if utils.read_ray_address() == address:
+        os.unlink(utils.get_ray_address_file(None))
+
+
 @contextmanager
 def multi_node_platform(session_nodes: int = 2) -> Iterator[Platform]:
     """Head + `session_nodes` session nodes, the platform deployed and ready; all torn down after."""
@@ -103,7 +112,7 @@ def multi_node_platform(session_nodes: int = 2) -> Iterator[Platform]:
             },
         )
         try:
-            env = {k: v for k, v in os.environ.items()}
+            env = dict(os.environ)
             platform = Platform(cluster, cluster.address, f"ws://127.0.0.1:{port}/ws/call", store_url, env)
             for _ in range(session_nodes):
                 platform.add_session_node()
@@ -118,4 +127,6 @@ def multi_node_platform(session_nodes: int = 2) -> Iterator[Platform]:
                     serve.shutdown()
             finally:
                 ray.shutdown()
+                address = cluster.address
                 cluster.shutdown()
+                _forget_address(address)

@@ -190,7 +190,7 @@ class Gateway:
         return Call(
             ws,
             params,
-            SessionClient(actor, self._dialogue, opened.context, deadlines, self._pool.replace),
+            SessionClient(actor, self._dialogue, opened.context, deadlines, self._pool.replace, self._pool.discard),
             self._transcribe,
             self._synthesize,
             self._vad.stream(),

@@ -135,6 +135,11 @@ class SessionPool:
         self._live.add(actor)
         self.start()
 
+    def discard(self, actor) -> None:
+        """An actor whose line is already free (placed for a call that ended meanwhile): killed."""
+        self._live.discard(actor)
+        _kill(actor)
+
     def release(self, actor) -> None:
         """Free the line at once, whatever the actor is doing: it is killed, not asked."""
         self.active -= 1

@@ -146,12 +146,13 @@ async def test_a_call_released_during_its_revive_is_not_revived_again(tmp_path, 
         await placing.wait()
         return good
 
-    client = _client(first, respawn)
+    discarded = []
+    client = SessionClient(first, first.dialogue, first.obj._engine.context(), Deadlines(), respawn, discarded.append)
     first.kill()
     recording = asyncio.create_task(client.record(_record(1)))
     await asyncio.sleep(0.05)
-    client.close()  # the line is given back while the replacement is being placed
+    client.close()  # the line is given back (with the dead actor) while the replacement is being placed
     placing.set()
-    await recording
-    good.kill()
+    assert await recording is None
+    assert discarded == [good] and client.actor is first  # the new one does not outlive the call
     assert await client.record(_record(2)) is None and handed_back == [first]

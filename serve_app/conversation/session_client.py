@@ -39,12 +39,21 @@ Respawn = Callable[[Any], Awaitable[Any]]  # the dead actor in, a fresh one out
 
 
 class SessionClient:
-    def __init__(self, actor, dialogue, context: TurnContext, deadlines: Deadlines, respawn: Respawn | None = None):
+    def __init__(
+        self,
+        actor,
+        dialogue,
+        context: TurnContext,
+        deadlines: Deadlines,
+        respawn: Respawn | None = None,
+        discard: Callable[[Any], None] = lambda actor: _kill(actor),
+    ):
         self.actor, self._dialogue, self._dl = actor, dialogue, deadlines
         self.context = context  # the latest the actor gave: each record and finish renews it
         self.session_id = context.session_id
         self._next_turn_id = context.next_turn_id
         self._respawn = respawn  # None: a dead actor is not replaced
+        self._discard = discard  # an actor placed for a line given back meanwhile: killed, forgotten
         self._reviving = asyncio.Lock()
         self.restored = False  # a new actor took over; the next turn's metrics say so
         self.revived_in_ms: float | None = None
@@ -73,9 +82,10 @@ class SessionClient:
             started, respawn = time.monotonic(), self._respawn
             self._respawn = None  # one revive per death: a call whose restore fails ends (server_error), never spins
             fresh, opened = await self._place(respawn, dead, started + self.place_s)
-            self.actor, self.context, self.restored = fresh, opened.context, True
-            if not self._closed:  # released meanwhile: the next death is not revived
-                self._respawn = respawn
+            if self._closed:  # the line was given back while this one was placed: it must not outlive the call
+                self._discard(fresh)
+                return False
+            self.actor, self.context, self.restored, self._respawn = fresh, opened.context, True, respawn
             self.revived_in_ms = round((time.monotonic() - started) * 1000, 1)
             log.info("call %s: session restored in %.0f ms", self.session_id, self.revived_in_ms)
         return True
