@@ -5,6 +5,7 @@ Cloud keys also answer to their providers' usual names (DEEPGRAM_API_KEY, OPENAI
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -86,6 +87,9 @@ class Settings(BaseSettings):
     max_calls_per_replica: int = Field(default=20, ge=1)
     warm_sessions: int = Field(default=2, ge=0)
     session_actor_num_cpus: float = Field(default=0.01, ge=0)
+    # Ray custom resources each session actor asks for, as JSON ({"voice_session": 0.01}): on a
+    # cluster, only nodes started with that resource take calls' actors (`ray start --resources`).
+    session_actor_resources: Annotated[dict[str, float], NoDecode] = {}
     text_rate_per_s: float = Field(default=10.0, gt=0)
     text_burst: int = Field(default=20, ge=1)
     max_dropped_messages: int = Field(default=100, ge=1)
@@ -159,6 +163,26 @@ class Settings(BaseSettings):
             if scheme not in ("http", "https") or not sep or not rest or "/" in rest:
                 raise ValueError(f"{origin!r} is not an origin like https://example.com or http://host:8000")
         return [o.lower() for o in value]
+
+    @field_validator("session_actor_resources", mode="before")
+    @classmethod
+    def _json_object(cls, value):
+        if isinstance(value, str):
+            try:
+                value = json.loads(value or "{}")
+            except ValueError:
+                raise ValueError('must be a JSON object such as {"voice_session": 0.01}') from None
+        return value
+
+    @field_validator("session_actor_resources")
+    @classmethod
+    def _custom_resources(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, amount in value.items():
+            if name in ("CPU", "GPU", "memory", "object_store_memory") or not name.strip():
+                raise ValueError(f"{name!r} is not a custom resource name (CPUs: VOICE_SESSION_ACTOR_NUM_CPUS)")
+            if amount <= 0 or (amount > 1 and amount != int(amount)):
+                raise ValueError(f"{name}={amount:g}: Ray takes a fraction up to 1 or a whole number")
+        return value
 
     @field_validator("store_url")
     @classmethod

@@ -1,6 +1,7 @@
-"""Operator CLI: `voice-agent up|down|status` (or `python -m serve_app ...`).
+"""Operator CLI: `voice-agent up|down|status|customers|session|secrets` (or `python -m serve_app ...`).
 
-`up` starts a single-node Ray on 127.0.0.1 (if none is running), deploys
+`up` starts a single-node Ray on 127.0.0.1 (if none is running) and the loopback Redis that
+VOICE_STORE_URL names (serve_app/store_redis.py), deploys
 serve_config.yaml, waits until the platform answers, and says how to make a first call.
 """
 
@@ -13,45 +14,9 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 from common.config import ConfigError, load_settings
-from serve_app import cluster, customers_cli
-
-
-def _ray_bin() -> str:
-    return str(Path(sys.executable).with_name("ray"))
-
-
-def _ray_running(port: int) -> bool:
-    import socket
-
-    with socket.socket() as s:
-        s.settimeout(1)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _cli_env() -> None:
-    """`ray start` enables token auth (~/.ray/auth_token); our driver must use it too."""
-    cluster.loopback_env()
-    os.environ.setdefault("RAY_AUTH_MODE", "token")
-
-
-def ensure_auth_token() -> Path | None:
-    """Create Ray's token (~/.ray/auth_token, 0600) on a machine whose user never ran Ray:
-    with token auth on, `ray start` refuses to start without one. Returns the path created."""
-    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_MODE", "token").lower() != "token":
-        return None
-    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
-    if path.is_file() and path.read_text().strip():
-        return None
-    import secrets
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(secrets.token_hex(32))  # 256 bits, as `ray get-auth-token --generate` makes
-    return path
+from serve_app import cluster, customers_cli, local_ray, session_cli, store_redis
 
 
 def _export_dotenv() -> None:
@@ -79,14 +44,22 @@ def up(args) -> int:
     except ConfigError as exc:
         print(f"voice-agent: {exc}", file=sys.stderr)
         return 2
-    _cli_env()
+    if settings.store_url is not None:  # the replicas' store must answer before they start
+        try:
+            started_redis = store_redis.ensure(settings.store_url.get_secret_value(), ray_port=settings.ray_port)
+        except store_redis.RedisUnavailable as exc:
+            print(f"voice-agent: {exc}", file=sys.stderr)
+            return 1
+        if started_redis:
+            print(started_redis)
+    local_ray.cli_env()
     os.environ["VOICE_STORE_PATH"] = str(settings.store_path.resolve())
     ports = settings.ray_port, settings.dashboard_port, settings.metrics_port
-    if _ray_running(settings.ray_port):
+    if local_ray.listening(settings.ray_port):
         print(f"Ray already running on 127.0.0.1:{settings.ray_port}; deploying onto it")
     else:
         cmd = [
-            _ray_bin(),
+            local_ray.ray_bin(),
             "start",
             "--head",
             f"--port={ports[0]}",
@@ -98,7 +71,7 @@ def up(args) -> int:
             f"--metrics-export-port={ports[2]}",
             "--disable-usage-stats",
         ]
-        if (created := ensure_auth_token()) is not None:
+        if (created := local_ray.ensure_auth_token()) is not None:
             print(f"created Ray's authentication token at {created}")
         print(f"starting Ray: {' '.join(cmd[1:])}")
         started = subprocess.run(cmd, capture_output=True, text=True)
@@ -139,45 +112,14 @@ Stop:  .venv/bin/voice-agent down"""
     return 0
 
 
-def _cluster_processes(port: int) -> list:
-    """The processes of the Ray cluster whose GCS listens on `port` (and their children, the
-    workers): found by that cluster's session folder, so other Ray clusters on this machine live on."""
-    import psutil
-
-    def args(p) -> list[str]:
-        try:
-            return p.cmdline()
-        except (psutil.Error, OSError):
-            return []
-
-    session = None
-    for p in psutil.process_iter():
-        a = args(p)
-        if a and a[0].endswith("gcs_server") and f"--gcs_server_port={port}" in a:
-            log_dir = next((x.split("=", 1)[1] for x in a if x.startswith("--log_dir=")), "")
-            session = str(Path(log_dir).parent) if log_dir else None
-    if not session:
-        return []
-    marks = (session, f"--address=127.0.0.1:{port}", f"--gcs-address=127.0.0.1:{port}")
-    found = {
-        p.pid: p for p in psutil.process_iter() if p.pid != os.getpid() and any(m in x for x in args(p) for m in marks)
-    }
-    for p in list(found.values()):
-        try:
-            found.update({c.pid: c for c in p.children(recursive=True)})
-        except psutil.Error:
-            pass
-    return list(found.values())
-
-
 def down(_args) -> int:
     """Shut Serve down, then stop this platform's Ray cluster only (not `ray stop`, which ends
     every Ray cluster on the machine)."""
     import psutil
 
     settings = load_settings()
-    _cli_env()
-    if _ray_running(settings.ray_port):
+    local_ray.cli_env()
+    if local_ray.listening(settings.ray_port):
         import ray
         from ray import serve
 
@@ -188,7 +130,7 @@ def down(_args) -> int:
             print(f"voice-agent: Serve did not shut down cleanly: {exc}", file=sys.stderr)
         finally:
             ray.shutdown()
-    procs = _cluster_processes(settings.ray_port)
+    procs = local_ray.cluster_processes(settings.ray_port)
     for p in procs:
         try:
             p.terminate()
@@ -200,13 +142,15 @@ def down(_args) -> int:
             p.kill()
         except psutil.Error:
             pass
+    if store_redis.stop():
+        print("redis-server stopped (its data stays in data/redis)")
     print("voice agent stopped")
     return 0
 
 
 def status(_args) -> int:
     settings = load_settings()
-    if not _ray_running(settings.ray_port):
+    if not local_ray.listening(settings.ray_port):
         print("not running (start with: voice-agent up)")
         return 1
     code, body = _get_json(f"http://{settings.http_host}:{settings.http_port}/ready")
@@ -218,7 +162,7 @@ def secrets_push(args) -> int:
     """For `serve deploy serve_config.yaml` on a cluster: hand this shell's secret variables
     (cloud keys, VOICE_ADMIN_TOKEN) to the replicas through Ray's KV store, as `up` does."""
     _export_dotenv()
-    _cli_env()
+    local_ray.cli_env()
     import ray
 
     ray.init(address=args.address or f"127.0.0.1:{load_settings().ray_port}", namespace="serve", log_to_driver=False)
@@ -237,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("down", help="shut the platform and Ray down").set_defaults(func=down)
     sub.add_parser("status", help="is the platform up and ready?").set_defaults(func=status)
     customers_cli.add_parser(sub)
+    session_cli.add_parser(sub)
     secrets = sub.add_parser("secrets", help="secrets for the replicas (never in the runtime_env)")
     push = secrets.add_subparsers(dest="action", required=True).add_parser(
         "push", help="store this shell's secrets in the cluster"

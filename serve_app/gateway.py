@@ -71,6 +71,8 @@ class Gateway:
             "namespace": SESSION_NAMESPACE,
             "lifetime": "detached",  # a call outlives this replica; its lease ends it (deployments/session/lease.py)
         }
+        if self._settings.session_actor_resources:  # only nodes carrying them take calls' actors
+            actor_opts["resources"] = dict(self._settings.session_actor_resources)
         self._pool = SessionPool(
             lambda: SessionActor.options(name=f"session-{uuid.uuid4().hex}", **actor_opts).remote(),
             self._settings.warm_sessions,
@@ -190,7 +192,7 @@ class Gateway:
         return Call(
             ws,
             params,
-            SessionClient(actor, self._dialogue, opened.context, deadlines, self._pool.replace),
+            SessionClient(actor, self._dialogue, opened.context, deadlines, self._pool.replace, self._pool.discard),
             self._transcribe,
             self._synthesize,
             self._vad.stream(),

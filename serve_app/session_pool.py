@@ -36,6 +36,7 @@ class SessionPool:
         self._live: set = set()  # actors in a call on this replica
         self._renew_task: asyncio.Task | None = None
         self._start_timeout_s = start_timeout_s  # a spawn that takes longer is given up (and killed)
+        self._ping_timeout_s = min(2.0, start_timeout_s)  # a warm actor slower than this is taken for dead
         self._warm_target = warm
         self.max_active = max_active
         self._warm: list = []
@@ -76,6 +77,19 @@ class SessionPool:
             raise
         return actor
 
+    async def _warm_or_new(self):
+        """A pre-started actor that still answers, else a new one. A warm actor dies unseen with
+        its node: it is pinged first, and one that does not answer is dropped (and killed)."""
+        while self._warm:
+            actor = self._warm.pop()
+            try:
+                await within(actor.ping.remote(), self._ping_timeout_s, "warm session actor")
+                return actor
+            except Exception as exc:
+                log.warning("a warm session actor did not answer (%r); dropped", exc)
+                _kill(actor)
+        return await self._spawn()
+
     async def _refill(self) -> None:
         while len(self._warm) < self._warm_target:
             try:
@@ -89,7 +103,7 @@ class SessionPool:
             raise AtCapacity(f"{self.active} calls active on this replica (limit {self.max_active})")
         self.active += 1
         try:
-            actor = self._warm.pop() if self._warm else await self._spawn()
+            actor = await self._warm_or_new()
         except BaseException:
             self.active -= 1
             raise
@@ -102,7 +116,7 @@ class SessionPool:
         the call already holds it)."""
         _kill(dead)
         self._live.discard(dead)
-        actor = self._warm.pop() if self._warm else await self._spawn()
+        actor = await self._warm_or_new()
         self._live.add(actor)
         self.start()
         return actor
@@ -120,6 +134,11 @@ class SessionPool:
         self.active += 1
         self._live.add(actor)
         self.start()
+
+    def discard(self, actor) -> None:
+        """An actor whose line is already free (placed for a call that ended meanwhile): killed."""
+        self._live.discard(actor)
+        _kill(actor)
 
     def release(self, actor) -> None:
         """Free the line at once, whatever the actor is doing: it is killed, not asked."""

@@ -161,3 +161,9 @@ def make_state(request, tmp_path, redis_url):
     yield make
     for state in states:
         state.close()
+
+
+def pytest_collection_modifyitems(items):
+    """The two-node test first: its cluster (a process of its own) then never shares the machine
+    with the session platform fixture's Ray."""
+    items.sort(key=lambda item: item.path.name != "test_two_nodes.py")

@@ -40,3 +40,40 @@ def test_a_lost_trial_reopens_the_shared_breaker(ray_runtime):  # noqa: F811
         assert ray.get(actor.states.remote())["verify_pin"]["state"] == "closed"
     finally:
         ray.kill(actor)
+
+
+def test_an_unreachable_breaker_actor_counts_as_closed_and_is_logged_once(ray_runtime, caplog):  # noqa: F811
+    """Its node lost: calls go on (every breaker closed) instead of failing on the breaker."""
+    import asyncio
+    import logging
+
+    ray = ray_runtime
+    actor = breaker_actor(1, 30, trial_timeout_s=1, name=f"breakers-{uuid.uuid4().hex[:8]}")
+    client = BreakerClient(actor, ttl_s=0.0, timeout_s=1.0, retry_s=0.0)
+    asyncio.run(client.record("verify_pin", False))
+    assert not asyncio.run(client.allow("verify_pin"))  # open while the actor answers
+    ray.kill(actor, no_restart=True)
+    with caplog.at_level(logging.WARNING, logger="deployments.tools.breaker_actor"):
+        for _ in range(3):
+            assert asyncio.run(client.allow("verify_pin"))
+        asyncio.run(client.record("verify_pin", False))
+        asyncio.run(client.configure("asr.test", 1, 1.0))
+    assert [r.getMessage().startswith("breaker actor unreachable") for r in caplog.records] == [True]
+
+
+def test_a_breaker_actor_that_does_not_answer_is_not_waited_on(ray_runtime):  # noqa: F811
+    import asyncio
+
+    ray = ray_runtime
+
+    @ray.remote(num_cpus=0)
+    class Silent:
+        async def states(self):
+            await asyncio.sleep(60)
+
+    client = BreakerClient(Silent.remote(), ttl_s=0.0, timeout_s=0.5, retry_s=30.0)
+    t0 = time.monotonic()
+    assert asyncio.run(client.allow("verify_pin"))
+    assert time.monotonic() - t0 < 5
+    t0 = time.monotonic()
+    assert asyncio.run(client.allow("verify_pin")) and time.monotonic() - t0 < 0.1  # not asked again yet

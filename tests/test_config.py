@@ -71,3 +71,13 @@ def test_cli_up_fails_fast_naming_the_variable(monkeypatch, capsys):
     monkeypatch.setenv("VOICE_ASR_PROVIDER", "deepgram")
     assert main(["up"]) == 2
     assert "VOICE_DEEPGRAM_API_KEY" in capsys.readouterr().err
+
+
+def test_session_actor_resources_are_json_custom_resources(monkeypatch):
+    assert load_settings().session_actor_resources == {}
+    monkeypatch.setenv("VOICE_SESSION_ACTOR_RESOURCES", '{"voice_session": 0.01}')
+    assert load_settings().session_actor_resources == {"voice_session": 0.01}
+    for bad in ('{"CPU": 1}', '{"voice_session": 1.5}', '{"voice_session": 0}', "voice_session"):
+        monkeypatch.setenv("VOICE_SESSION_ACTOR_RESOURCES", bad)
+        with pytest.raises(ConfigError, match="VOICE_SESSION_ACTOR_RESOURCES"):
+            load_settings()

@@ -6,6 +6,8 @@ they call it with no round trip; only an open or half-open breaker is asked each
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 
 import ray
@@ -14,6 +16,8 @@ from deployments.tools.breaker import CLOSED, CircuitBreaker
 
 ACTOR_NAME = "tool_breakers"
 NAMESPACE = "voice"
+
+log = logging.getLogger(__name__)
 
 
 @ray.remote(num_cpus=0, max_restarts=-1)
@@ -60,32 +64,53 @@ def breaker_actor(
 
 
 class BreakerClient:
-    def __init__(self, actor, ttl_s: float = 1.0, clock=time.monotonic):
+    """A replica's view of the breaker actor. An actor that cannot be reached (its node lost,
+    restarting elsewhere) must not take the calls down with it: every breaker then counts as
+    closed, logged once, and the actor is asked again after `retry_s`."""
+
+    def __init__(self, actor, ttl_s: float = 1.0, clock=time.monotonic, timeout_s: float = 1.0, retry_s: float = 5.0):
         self._actor, self._ttl, self._clock = actor, ttl_s, clock
+        self._timeout, self._retry = timeout_s, retry_s
         self._states: dict[str, dict] = {}
         self._fetched_at = float("-inf")
+        self._down_until = float("-inf")  # unreachable: not asked again before this
         self.round_trips = 0
+
+    async def _ask(self, method: str, *args, default=None):
+        if self._clock() < self._down_until:
+            return default
+        self.round_trips += 1
+        try:
+            answer = await asyncio.wait_for(getattr(self._actor, method).remote(*args), self._timeout)
+        except Exception as exc:  # RayActorError, a timeout: unreachable either way
+            if self._down_until == float("-inf"):
+                log.warning("breaker actor unreachable (%r): every breaker counts as closed until it answers", exc)
+            self._down_until = self._clock() + self._retry
+            return default
+        if self._down_until != float("-inf"):
+            log.info("breaker actor answers again")
+            self._down_until = float("-inf")
+        return answer
 
     async def _snapshot(self, tool: str) -> dict | None:
         if self._clock() - self._fetched_at > self._ttl:
-            self._states = await self._actor.states.remote()
+            self._states = await self._ask("states", default={})
             self._fetched_at = self._clock()
-            self.round_trips += 1
         return self._states.get(tool)
 
     async def allow(self, tool: str) -> bool:
         snap = await self._snapshot(tool)
         if snap is None or snap["state"] == CLOSED:
             return True
-        self.round_trips += 1
-        return await self._actor.allow.remote(tool)
+        return await self._ask("allow", tool, default=True)
 
     async def configure(self, name: str, failure_threshold: int, recovery_s: float) -> None:
-        await self._actor.configure.remote(name, failure_threshold, recovery_s)
+        await self._ask("configure", name, failure_threshold, recovery_s)
 
     async def record(self, tool: str, ok: bool) -> None:
         snap = self._states.get(tool)
         if ok and (snap is None or (snap["state"] == CLOSED and snap["failures"] == 0)):
             return  # nothing to reset: skip the round trip
-        self.round_trips += 1
-        self._states[tool] = await self._actor.record.remote(tool, ok)
+        recorded = await self._ask("record", tool, ok)
+        if recorded is not None:
+            self._states[tool] = recorded

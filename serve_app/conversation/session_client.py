@@ -20,7 +20,7 @@ from ray.exceptions import RayActorError
 
 from models.dialogue import DialogueRequest, Sentence, TurnSummary
 from models.session import SessionCommand, TurnContext, TurnFinish, TurnRecord, TurnRecorded
-from serve_app.deadlines import Deadlines, items_within, within
+from serve_app.deadlines import Deadlines, StageTimeout, items_within, within
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +39,26 @@ Respawn = Callable[[Any], Awaitable[Any]]  # the dead actor in, a fresh one out
 
 
 class SessionClient:
-    def __init__(self, actor, dialogue, context: TurnContext, deadlines: Deadlines, respawn: Respawn | None = None):
+    def __init__(
+        self,
+        actor,
+        dialogue,
+        context: TurnContext,
+        deadlines: Deadlines,
+        respawn: Respawn | None = None,
+        discard: Callable[[Any], None] = lambda actor: _kill(actor),
+    ):
         self.actor, self._dialogue, self._dl = actor, dialogue, deadlines
         self.context = context  # the latest the actor gave: each record and finish renews it
         self.session_id = context.session_id
         self._next_turn_id = context.next_turn_id
         self._respawn = respawn  # None: a dead actor is not replaced
+        self._discard = discard  # an actor placed for a line given back meanwhile: killed, forgotten
         self._reviving = asyncio.Lock()
         self.restored = False  # a new actor took over; the next turn's metrics say so
         self.revived_in_ms: float | None = None
+        self.place_s = 30.0  # how long one revive keeps placing replacements (a node going away)
+        self._closed = False
 
     async def _call(self, method: str, *args, seconds: float):
         """An actor call within its deadline; if the actor is dead, once more on its successor."""
@@ -69,18 +80,44 @@ class SessionClient:
                 return False
             log.warning("call %s: session actor died; restoring from the last checkpoint", self.session_id)
             started, respawn = time.monotonic(), self._respawn
-            self._respawn = None  # one try: a call whose restore fails ends (server_error), never spins
-            fresh = await respawn(dead)
-            try:
-                opened = await within(fresh.restore.remote(self.session_id), self._dl.actor_start_s, "session restore")
-            except BaseException:
-                _kill(fresh)
-                self.actor = fresh  # the line's actor now: the pool lets go of it at release
-                raise
+            self._respawn = None  # one revive per death: a call whose restore fails ends (server_error), never spins
+            fresh, opened = await self._place(respawn, dead, started + self.place_s)
+            if self._closed:  # the line was given back while this one was placed: it must not outlive the call
+                self._discard(fresh)
+                return False
             self.actor, self.context, self.restored, self._respawn = fresh, opened.context, True, respawn
             self.revived_in_ms = round((time.monotonic() - started) * 1000, 1)
             log.info("call %s: session restored in %.0f ms", self.session_id, self.revived_in_ms)
         return True
+
+    async def _place(self, respawn: Respawn, dead, deadline: float):
+        """A fresh actor restored from the checkpoint. A node going away takes fresh actors placed
+        on it before Ray knows it is gone: such a one (dead, or silent past the deadline) is killed
+        and another placed, until `deadline`. A restore that fails otherwise is not retried."""
+        gone = dead
+        while True:
+            try:
+                fresh = await respawn(gone)  # the pool kills `gone` and gives the line a live actor
+            except Exception as exc:
+                if time.monotonic() >= deadline or self._closed:
+                    raise
+                log.warning("call %s: no replacement actor yet (%r); trying again", self.session_id, exc)
+                await asyncio.sleep(0.5)
+                continue
+            try:
+                restoring = fresh.restore.remote(self.session_id)
+                return fresh, await within(restoring, self._dl.actor_start_s, "session restore")
+            except (RayActorError, StageTimeout) as exc:
+                if time.monotonic() < deadline and not self._closed:
+                    log.warning("call %s: the replacement actor failed (%r); placing another", self.session_id, exc)
+                    gone = fresh
+                    continue
+                failed = exc
+            except BaseException as exc:
+                failed = exc
+            _kill(fresh)
+            self.actor = fresh  # the line's actor now: the pool lets go of it at release
+            raise failed
 
     @property
     def next_turn_id(self) -> int:
@@ -181,6 +218,7 @@ class SessionClient:
         """The line is being given back: a dead actor is no longer replaced (a late record must
         not bring an ended call back)."""
         self._respawn = None
+        self._closed = True
 
 
 def _kill(actor) -> None:
