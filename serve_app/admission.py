@@ -109,14 +109,14 @@ class CallRates:
         self.addresses = SlidingWindowLimiter(per_address, 60.0, clock=clock)
 
     def admit(
-        self, address: str | None, caller_id: str, per_caller: int | None = None, per_address: int | None = None
+        self, address: str | None, caller_id: str | None, per_caller: int | None = None, per_address: int | None = None
     ) -> tuple[int, str] | None:
         self.callers.limit = max(1, per_caller or self.callers.limit)
         self.addresses.limit = max(1, per_address or self.addresses.limit)
         # The address first: a flood of made-up caller ids from one place stops there.
         if address and not self.addresses.allow(address):
             return 429, "too many new calls from this address"
-        if not self.callers.allow(caller_id):
+        if caller_id is not None and not self.callers.allow(caller_id):
             return 429, "too many new calls for this caller"
         return None
 

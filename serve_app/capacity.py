@@ -67,7 +67,9 @@ class LedgerActor(Ledger):
         super().__init__()
         self._rates = CallRates(1, 1)
 
-    def admit(self, address: str | None, caller_id: str, per_caller: int, per_address: int) -> tuple[int, str] | None:
+    def admit(
+        self, address: str | None, caller_id: str | None, per_caller: int, per_address: int
+    ) -> tuple[int, str] | None:
         return self._rates.admit(address, caller_id, per_caller, per_address)
 
 
@@ -100,7 +102,7 @@ class CapacityReporter:
             self.report()
             await asyncio.sleep(self._every_s)
 
-    async def admit(self, door: Admission, address: str | None, caller_id: str) -> tuple[int, str] | None:
+    async def admit(self, door: Admission, address: str | None, caller_id: str | None) -> tuple[int, str] | None:
         """The cluster-wide 429 check; the replica's own count if the ledger does not answer."""
         limits = (door.rates.callers.limit, door.rates.addresses.limit)
         try:

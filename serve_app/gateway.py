@@ -147,20 +147,22 @@ class Gateway:
             log.info("connect refused: %s", exc.message)
             await ws.close(code=exc.close_code, reason=exc.message[:120])
             return
-        # Before accept: a foreign page's Origin gets HTTP 403, too many new calls HTTP 429.
-        address = ws.client.host if ws.client else None
+        # Before accept: a foreign page's Origin gets HTTP 403, a full replica 503 (dial again: counted
+        # nowhere), too many new calls HTTP 429. A resume is not a new call: only its address counts.
         denied = self._admission.origin(ws.headers.get("origin"))
         if denied is None:
-            denied = await self._capacity.admit(self._admission, address, params.caller_id)
+            refusal = await self._no_room(params)
+            if refusal is not None:
+                self._metrics["rejected"].inc(tags={"code": refusal[0]})
+                await deny(ws.scope, ws.receive, ws.send, 503, refusal[1], {"Retry-After": "0"})
+                return
+            address = ws.client.host if ws.client else None
+            caller = params.caller_id if params.resume is None else None
+            denied = await self._capacity.admit(self._admission, address, caller)
         if denied is not None:
             self._metrics["rejected"].inc(tags={"code": "origin_forbidden" if denied[0] == 403 else "rate_limited"})
             log.info("connect refused: HTTP %d, %s", *denied)
             await deny(ws.scope, ws.receive, ws.send, *denied, {"Retry-After": "60"} if denied[0] == 429 else None)
-            return
-        refusal = await self._no_room(params)
-        if refusal is not None:
-            self._metrics["rejected"].inc(tags={"code": refusal[0]})
-            await deny(ws.scope, ws.receive, ws.send, 503, refusal[1], {"Retry-After": "0"})
             return
         resuming = None
         if params.resume is not None:

@@ -189,3 +189,12 @@ def test_call_rates_are_one_count_for_every_replica_and_take_new_limits_at_once(
     assert answers[:2] == [None, None] and answers[2] == (429, "too many new calls for this caller")
     assert rates.admit("10.0.0.9", "guesser", 3, 100) is None  # the limit raised by a redeploy
     assert rates.admit("10.0.0.9", "guesser", 3, 100)[0] == 429
+
+
+def test_a_resume_counts_for_its_address_only():
+    """A resume is the same call coming back (a phone changing networks, a Gateway redeployed), not
+    a new call: it never spends the caller's new calls, only the address's."""
+    rates = CallRates(per_caller=1, per_address=3, clock=Clock())
+    assert rates.admit("10.0.0.1", "mover") is None
+    assert [rates.admit("10.0.0.1", None) for _ in range(2)] == [None, None]
+    assert rates.admit("10.0.0.1", None)[0] == 429  # the address is spent

@@ -3,9 +3,10 @@
 One typed message of 28 digits and a letter used to hold a session actor for a minute: the PII
 masker backtracked exponentially. Here every masker and parser that caller text reaches, listed
 by name below, is fed random and adversarial strings up to 64 KiB; each call must finish within
-50 ms of CPU time (CPU, not wall time, so a loaded machine does not fail it) and never raise,
-except a parser's documented error. A watchdog stops a call after 2 s of CPU, so a regression
-fails quickly instead of hanging the run. `pytest -s` prints the worst masking time.
+150 ms of CPU time (CPU, not wall time; the slowest, the policy on 64 KiB of spaced digits, takes
+about 40 ms, so a shared core's cache misses do not fail it, while any super-linear pattern takes
+seconds there) and never raise, except a parser's documented error. A watchdog stops a call
+after 2 s of CPU, so a regression fails quickly instead of hanging the run. `pytest -s` prints the worst masking time.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from deployments.policy.engine import PolicyContext, PolicyEngine
 from models.protocol import ProtocolError, parse_client_text, parse_connect
 from serve_app.conversation import partial_mask, playback
 
-LIMIT_S = 0.050
+LIMIT_S = 0.150
 WATCHDOG_S = 2.0
 MAX_CHARS = 64 * 1024
 _POLICY = PolicyEngine(3)
@@ -182,7 +183,7 @@ def log_masking():
 
 
 @pytest.mark.parametrize("name", list(ADVERSARIAL))
-def test_worst_inputs_take_under_50_ms(name):
+def test_worst_inputs_take_under_150_ms(name):
     check(ADVERSARIAL[name])
 
 
