@@ -19,7 +19,7 @@ TEST_ENV = {
     "VOICE_MAX_CALLS_PER_REPLICA": "5",
     "VOICE_WARM_SESSIONS": "2",
     "VOICE_MAX_DROPPED_MESSAGES": "40",
-    "VOICE_IDLE_CHECKIN_S": "6",  # short enough to test the wake-up timer, longer than any test's own pauses
+    "VOICE_IDLE_CHECKIN_S": "10",  # short enough to test the wake-up timer, longer than a test's pauses (a redeploy)
     "VOICE_IDLE_MAX_CHECKINS": "1",
     "VOICE_ADMIN_TOKEN": "platform-test-admin-token-7d41",  # a secret: reaches the Gateway through Ray's KV store
     "VOICE_CALLS_PER_MINUTE_PER_ADDRESS": "1000",  # every test calls from 127.0.0.1; per caller_id stays 10
