@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import ray
 
+from common.logs import mask_logs_in_this_process
 from serve_app.admission import Admission, CallRates
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ class LedgerActor(Ledger):
     """Also the cluster's count of new calls per caller and per address (the 429 limits)."""
 
     def __init__(self):
+        mask_logs_in_this_process()
         super().__init__()
         self._rates = CallRates(1, 1)
 

@@ -16,6 +16,7 @@ import time
 import urllib.request
 
 from common.config import ConfigError, load_settings
+from common.logs import mask_logs_in_this_process
 from serve_app import cluster, customers_cli, local_ray, session_cli, store_redis
 
 
@@ -175,6 +176,7 @@ def secrets_push(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    mask_logs_in_this_process()  # the CLI logs callers (customers, sessions): masked as the platform is
     p = argparse.ArgumentParser(prog="voice-agent", description="Run the voice-agent platform on a local Ray.")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="start Ray on 127.0.0.1 and deploy serve_config.yaml").set_defaults(func=up)

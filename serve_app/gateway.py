@@ -14,6 +14,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from common.config import get_settings
+from common.logs import mask_logs_in_this_process
 from deployments.session.actor import SESSION_NAMESPACE, SessionActor
 from deployments.session.store import open_store
 from deployments.tools.breaker_actor import BreakerClient, breaker_actor
@@ -62,6 +63,7 @@ def _metrics():
 @serve.ingress(api)
 class Gateway:
     async def __init__(self, asr: DeploymentHandle, tts: DeploymentHandle, dialogue: DeploymentHandle):
+        mask_logs_in_this_process()
         self._settings = get_settings()
         self._asr, self._tts, self._dialogue = asr, tts, dialogue
         self._vad = SileroVAD()

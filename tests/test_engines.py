@@ -168,7 +168,7 @@ def test_announced_pins_are_masked(text, masked):
 def test_log_records_are_masked(caplog):
     import logging
 
-    from common.pii import install_log_masking
+    from common.logs import install_log_masking
 
     install_log_masking()
     install_log_masking()  # twice is harmless

@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from common import dialects, pii
+from common.logs import install_log_masking
 from deployments.dialogue import returns
 from deployments.dialogue import text as dialogue_text
 from deployments.policy import language, slots
@@ -58,6 +59,7 @@ def _client_text(text: str):
 # (name, function, the error it may raise by contract)
 SUBJECTS = [
     ("pii.mask_pii", pii.mask_pii, ()),
+    ("pii.mask_log_text", pii.mask_log_text, ()),
     ("pii log masking", _log_masked, ()),
     ("partial_mask.mask_number_runs", partial_mask.mask_number_runs, ()),
     ("slots.digit_runs", slots.digit_runs, ()),
@@ -177,7 +179,7 @@ ADVERSARIAL = {
 def log_masking():
     """The log filter as processes install it; the factory is put back afterwards."""
     factory = logging.getLogRecordFactory()
-    pii.install_log_masking()
+    install_log_masking()
     yield
     logging.setLogRecordFactory(factory)
 

@@ -8,6 +8,7 @@ import logging
 from ray import serve
 
 from common.config import get_settings
+from common.logs import mask_logs_in_this_process
 
 log = logging.getLogger(__name__)
 
@@ -15,6 +16,7 @@ log = logging.getLogger(__name__)
 @serve.deployment(ray_actor_options={"num_cpus": 0.5})
 class ASR:
     def __init__(self):
+        mask_logs_in_this_process()
         import ray
 
         from deployments.asr.engine import WhisperEngine, replica_device

@@ -19,6 +19,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from common.config import Settings, get_settings
+from common.logs import mask_logs_in_this_process
 from deployments.dialogue.engine import GREETING, IntentClassifier
 from deployments.dialogue.remember import to_remember
 from deployments.dialogue.support import SupportAgent, TurnResult
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 @serve.deployment(ray_actor_options={"num_cpus": 0.1})
 class Dialogue:
     async def __init__(self, embeddings: DeploymentHandle):
+        mask_logs_in_this_process()
         settings = get_settings()
         self._embeddings = embeddings
         self._store = SupportStore(settings.support_db_path)

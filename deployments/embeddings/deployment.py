@@ -7,11 +7,13 @@ import asyncio
 from ray import serve
 
 from common.config import get_settings
+from common.logs import mask_logs_in_this_process
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25})
 class Embeddings:
     def __init__(self):
+        mask_logs_in_this_process()
         from deployments.embeddings.engine import Embedder
 
         self._engine = Embedder(get_settings().embeddings_model_path)

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 import ray
 
 from common.config import get_settings
+from common.logs import mask_logs_in_this_process
 from deployments.session.engine import SessionEngine
 from deployments.session.lease import Verdict, verdict
 from deployments.session.store import open_store
@@ -44,6 +45,7 @@ SESSION_NAMESPACE = "voice"  # session actors are named here, so the session API
 @ray.remote
 class SessionActor:
     def __init__(self):
+        mask_logs_in_this_process()
         settings = get_settings()
         self._engine = SessionEngine(open_store(settings), settings.max_turns)
         self._pending: deque[SessionCommand] = deque()

@@ -12,6 +12,7 @@ import time
 
 import ray
 
+from common.logs import mask_logs_in_this_process
 from deployments.tools.breaker import CLOSED, CircuitBreaker
 
 ACTOR_NAME = "tool_breakers"
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 @ray.remote(num_cpus=0, max_restarts=-1)
 class BreakerActor:
     def __init__(self, failure_threshold: int, recovery_s: float, trial_timeout_s: float = 10.0):
+        mask_logs_in_this_process()
         self._threshold, self._recovery, self._trial_timeout = failure_threshold, recovery_s, trial_timeout_s
         self._breakers: dict[str, CircuitBreaker] = {}
 

@@ -16,6 +16,7 @@ from ray import serve
 
 from common.config import get_settings
 from common.failover import Failover
+from common.logs import mask_logs_in_this_process
 from deployments.tts.engine import clauses, quick_start
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 @serve.deployment(ray_actor_options={"num_cpus": 0.25})
 class TTS:
     def __init__(self):
+        mask_logs_in_this_process()
         from deployments.tts.engine import PiperEngine
 
         settings = get_settings()
