@@ -63,11 +63,17 @@ def _classify(run: str, text: str, start: int) -> str:
     digits = _digits(run)
     if len(digits) >= 13:
         return "[CARD]"
-    if len(digits) == 9 and (_SSN_SHAPE.fullmatch(run) or _SSN_CONTEXT.search(text, max(0, start - 48), start)):
-        return "[SSN]"  # the context can only lie in the 46 characters before the run
+    if len(digits) == 9 and (_SSN_SHAPE.fullmatch(run) or _ssn_said_before(text, start)):
+        return "[SSN]"
     if len(digits) >= 7:
         return "[PHONE]"
     return run
+
+
+def _ssn_said_before(text: str, start: int) -> bool:
+    """Whether "social security" (or SSN) is said just before a nine-digit number; the context can only
+    lie in the 46 characters before it, so the search is bounded."""
+    return _SSN_CONTEXT.search(text, max(0, start - 48), start) is not None
 
 
 def _mask_run(match: re.Match) -> str:
@@ -172,8 +178,7 @@ def _log_card(match: re.Match) -> str:
 
 
 def _log_ssn(match: re.Match) -> str:
-    start = match.start()
-    return "[SSN]" if _SSN_CONTEXT.search(match.string, max(0, start - 48), start) else match.group(0)
+    return "[SSN]" if _ssn_said_before(match.string, match.start()) else match.group(0)
 
 
 def _spoken_run(match: re.Match) -> str:
