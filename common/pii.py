@@ -161,6 +161,8 @@ _LOG_PHONE = re.compile(
     r"|(?:1 )?[2-9]\d{2} [2-9]\d{2} \d{4}"
     rf"|\+\d{{10,14}}){_NOT_AFTER}"
 )
+# Whisper writes a said number in thousands ("4,111,111,111,111,111"); our figures never run to 13 digits so.
+_LOG_THOUSANDS = re.compile(rf"(?<![\w.+,-])\d{{1,3}}(?:,\d{{3}}){{4,}}+{_NOT_AFTER}")
 _SPOKEN_RUN = re.compile(_WORD_DIGITS, re.I)
 
 
@@ -189,5 +191,6 @@ def _spoken_run(match: re.Match) -> str:
 def mask_log_text(text: str) -> str:
     """mask_pii for a log line: the same emails, PINs and spoken numbers; plain digits by their shape."""
     text = _RUN.sub(_spoken_run, _PIN.sub("[PIN]", _mask_emails(text)))
+    text = _LOG_THOUSANDS.sub("[CARD]", text)
     text = _LOG_SSN_DIGITS.sub(_log_ssn, _LOG_SSN.sub("[SSN]", _LOG_CARD.sub(_log_card, text)))
     return _LOG_PHONE.sub("[PHONE]", text)

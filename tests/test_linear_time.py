@@ -146,6 +146,7 @@ ADVERSARIAL = {
     "digit then letter": fill("1a"),
     "digit, word": fill("1 a "),
     "punctuated digits": fill("1-2.3/4(5)6, ", "z"),
+    "thousands then a short group": fill("1,111", ",11"),
     "unicode digits": fill("١٢٣ ", "a"),
     "a.a.a": fill("a."),
     "a.a.a then @": fill("a.", "@b"),
