@@ -24,6 +24,7 @@ from serve_app.call import CallClient
 KINDS = ("voice", "typed", "voice", "barge")  # a call's turns cycle through these, from its own offset
 REFUSED_CLOSE = 1013  # at_capacity, start_timeout
 REFUSED_HTTP = (429, 503)
+SERVER_FIGURES = ("eos_to_transcript_ms", "eos_to_first_audio_ms", "tts_first_audio_ms", "preempted", "interrupted")
 
 
 @dataclass
@@ -42,6 +43,7 @@ class TurnResult:
     ms: float | None  # voice and barge: voice-to-voice; typed: message sent to first agent audio
     at: float  # when the turn ended (the clock of the call)
     cut: bool = False  # barge: the reply talked over was cleared (audio.clear)
+    server: dict = field(default_factory=dict)  # the turn's turn.metrics: the server's stages, `preempted`
 
 
 @dataclass
@@ -176,7 +178,10 @@ async def _answer(client, result: CallResult, kind, text, marks, since: float, o
         ok = await client.silence_until(lambda: client.agent_idle_since(mark) or client.closed, opts.reply_timeout)
     at = first()
     cut = kind == "barge" and any(e["type"] == "audio.clear" for e in client.events[mark:])
-    result.turns.append(TurnResult(kind, text, None if at is None else (at - since) * 1000, time.monotonic(), cut))
+    metrics = [e for e in client.events[mark:] if e["type"] == "turn.metrics"]
+    server = {k: v for k, v in metrics[-1].items() if k in SERVER_FIGURES} if metrics else {}
+    ms = None if at is None else (at - since) * 1000
+    result.turns.append(TurnResult(kind, text, ms, time.monotonic(), cut, server))
     if client.closed:
         return
     if at is None:

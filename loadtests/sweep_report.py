@@ -81,6 +81,21 @@ def summarize(n: int, calls: list[CallResult], samples: list[Sample], full: list
         "cpu_platform_pct": sum(v for k, v in cpu.items() if k != SELF),
         "pss_total_mb": statistics.median(pss) if pss else math.nan,
         "send_lag_p95_ms": percentile([x for c in calls for x in c.send_lag_ms], 95),
+        "call_details": [_call_detail(c) for c in calls],
+    }
+
+
+def _call_detail(c: CallResult) -> dict:
+    """One call as it went, for reading a level's figures back (times relative to its dial)."""
+    return {
+        "caller_id": c.caller_id,
+        "setup_ms": c.setup_ms,
+        "close_code": c.close_code,
+        "failures": c.failures,
+        "turns": [
+            {"kind": t.kind, "ms": t.ms, "at_s": t.at - c.started, "cut": t.cut, "text": t.text, **t.server}
+            for t in c.turns
+        ],
     }
 
 
