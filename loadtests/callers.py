@@ -138,7 +138,11 @@ async def _connect(client: CallClient, result: CallResult, opts: Options) -> Non
         return
     result.setup_ms = (client.audio_frames[0][0] - result.started) * 1000
     greeted = await client.silence_until(lambda: _listening(client) or client.closed, opts.reply_timeout)
-    if greeted and not client.closed:
+    if client.closed:
+        result.failures.append("closed_early")
+    elif not greeted:
+        result.failures.append("greeting_timeout")
+    else:
         result.live_at = time.monotonic()
 
 
