@@ -56,6 +56,7 @@ class CallResult:
     turns: list[TurnResult] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     close_code: int | None = None
+    end_reason: str | None = None  # session.ended's reason
     refused: bool = False
     send_lag_ms: list[float] = field(default_factory=list)  # the generator's own lateness streaming audio
 
@@ -121,6 +122,7 @@ async def run_call(url: str, caller_id: str, kinds: list[str], spoken, typed, rn
         result.ended_at = time.monotonic()
         result.close_code = client.close_code if result.close_code is None else result.close_code
         result.refused = result.refused or result.close_code == REFUSED_CLOSE
+        result.end_reason = next((e.get("reason") for e in client.of_type("session.ended")), None)
         for e in client.of_type("error"):
             result.failures.extend([f"error:{e.get('code')}"] * (1 + int(e.get("suppressed") or 0)))
     return result

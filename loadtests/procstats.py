@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 import psutil
 
 DEPLOYMENTS = ("Gateway", "ASR", "TTS", "Dialogue", "Embeddings")
-COMPONENTS = (*DEPLOYMENTS, "SessionActor", "HTTP proxy", "Serve controller", "Ray other", "sweep")
+# "Ray worker": a worker process not yet any actor (`ray::IDLE`, or still importing): under load,
+# the processes started for new calls' session actors.
+COMPONENTS = (*DEPLOYMENTS, "SessionActor", "HTTP proxy", "Serve controller", "Ray worker", "Ray other", "sweep")
 SELF = "sweep"
 _RAY_CORE = ("raylet", "gcs_server", "/site-packages/ray/")
 
@@ -46,7 +48,11 @@ def component(cmdline: list[str], name: str = "") -> str | None:
         for prefix, comp in (("SessionActor", "SessionActor"), ("ProxyActor", "HTTP proxy")):
             if head.startswith(prefix):
                 return comp
+        if head.startswith("IDLE"):
+            return "Ray worker"
         return "Serve controller" if head.startswith("ServeController") else "Ray other"
+    if "default_worker.py" in title:
+        return "Ray worker"
     if name in ("raylet", "gcs_server") or any(mark in title for mark in _RAY_CORE):
         return "Ray other"
     return None

@@ -24,6 +24,7 @@ SHORT = {
     "SessionActor": "Sess",
     "HTTP proxy": "Prox",
     "Serve controller": "Ctl",
+    "Ray worker": "Wrk",
     "Ray other": "Ray",
     "sweep": "gen",
 }
@@ -91,6 +92,7 @@ def _call_detail(c: CallResult) -> dict:
         "caller_id": c.caller_id,
         "setup_ms": c.setup_ms,
         "close_code": c.close_code,
+        "end_reason": c.end_reason,
         "failures": c.failures,
         "turns": [
             {"kind": t.kind, "ms": t.ms, "at_s": t.at - c.started, "cut": t.cut, "text": t.text, **t.server}
