@@ -30,6 +30,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from common.audio import trailing_silence_s  # noqa: E402
+
 UTTERANCES = [
     "What are your opening hours?",
     "How long is the warranty?",
@@ -48,15 +50,6 @@ STAGES = [
     "dialogue_engine_ms",
     "orchestration_ms",
 ]
-
-
-def trailing_silence_s(pcm: bytes, rate: int = 16000, threshold: float = 0.01) -> float:
-    """Silence after the last voiced 10 ms of a clip: the clock starts at the last speech."""
-    x = np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768
-    hop = rate // 100
-    rms = [float(np.sqrt(np.mean(x[i : i + hop] ** 2))) for i in range(0, len(x) - hop + 1, hop)]
-    voiced = [i for i, r in enumerate(rms) if r > threshold]
-    return (len(rms) - 1 - voiced[-1]) * hop / rate if voiced else 0.0
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -133,13 +126,35 @@ def wait_preemptive(base: str, expect: int, timeout: float = 120) -> None:
         time.sleep(0.2)
 
 
+def start_ray() -> None:
+    """A fresh local Ray on loopback for a benchmark's own platform (VOICE_RAY_NUM_CPUS logical CPUs)."""
+    import ray
+
+    from serve_app import cluster
+
+    cluster.loopback_env()
+    ray.init(
+        address="local",
+        num_cpus=float(os.environ.get("VOICE_RAY_NUM_CPUS", "4")),
+        include_dashboard=False,
+        log_to_driver=False,
+        namespace="serve",
+    )
+
+
+def stop_ray() -> None:
+    import ray
+    from ray import serve
+
+    serve.shutdown()
+    ray.shutdown()
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--turns", type=int, default=12, help="turns per mode")
     p.add_argument("--port", type=int, default=0, help="HTTP port for the platform (default: a free one)")
     args = p.parse_args()
-
-    import ray
 
     from common.config import load_settings
     from deployments.tts.engine import PiperEngine
@@ -148,15 +163,8 @@ def main() -> int:
     piper = PiperEngine()
     clips = [(t, b"".join(piper.synthesize(t, 16000, deterministic=True))) for t in UTTERANCES]
     port = args.port or _free_port()
-    cluster.loopback_env()
     os.environ.setdefault("VOICE_IDLE_CHECKIN_S", "60")
-    ray.init(
-        address="local",
-        num_cpus=float(os.environ.get("VOICE_RAY_NUM_CPUS", "4")),
-        include_dashboard=False,
-        log_to_driver=False,
-        namespace="serve",
-    )
+    start_ray()
     base, url = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/ws/call"
     results = []
     on = os.environ.get("VOICE_PREEMPTIVE_MS") or str(load_settings().preemptive_ms)
@@ -181,10 +189,7 @@ def main() -> int:
                 )
             results.append(summary(name, rows))
     finally:
-        from ray import serve
-
-        serve.shutdown()
-        ray.shutdown()
+        stop_ray()
 
     print(
         "\nmode             turns  P50 ms  P95 ms  "

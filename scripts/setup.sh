@@ -6,10 +6,12 @@ cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 # Debian packages: Chromium for the browser tests (tests/test_browser.py; Playwright drives it
 # and never downloads a browser of its own) and redis-server, the cluster's call-state store
-# (VOICE_STORE_URL), which the tests start for real on a loopback port.
+# (VOICE_STORE_URL), which the tests start for real on a loopback port; espeak-ng, the second
+# voice the capacity sweep's callers speak in (loadtests/utterances.py).
 apt_packages=""
 [ -x /usr/bin/chromium ] || apt_packages="chromium fonts-dejavu-core"
 command -v redis-server >/dev/null || apt_packages="$apt_packages redis-server"
+command -v espeak-ng >/dev/null || apt_packages="$apt_packages espeak-ng"
 if [ -n "$apt_packages" ] && command -v apt-get >/dev/null; then
     as_root=""
     [ "$(id -u)" = 0 ] || as_root="sudo"
