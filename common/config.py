@@ -85,7 +85,26 @@ class Settings(BaseSettings):
 
     # Capacity and abuse limits per Gateway replica.
     max_calls_per_replica: int = Field(default=20, ge=1)
+    # The warm pool (serve_app/warm_sizing.py): at least warm_sessions, at most warm_sessions_max,
+    # else the calls expected to arrive (rate averaged over warm_window_s) during one spawn, times
+    # warm_margin; refilled one spawn at a time, warm_spawn_pause_ms apart while calls talk. A new
+    # call with none warm waits warm_wait_ms for one, else is refused (1013 `no_warm_session`).
     warm_sessions: int = Field(default=2, ge=0)
+    warm_sessions_max: int = Field(default=8, ge=0)
+    warm_window_s: float = Field(default=30.0, gt=0)
+    warm_margin: float = Field(default=1.5, gt=0)
+    warm_spawn_pause_ms: int = Field(default=500, ge=0)
+    warm_wait_ms: int = Field(default=1500, ge=0)
+    # Load shedding (serve_app/load_shed.py): new calls refused (1013 `overloaded`) and /ready 503
+    # while the Gateway's event-loop lag P95 (last 5 s) or its calls' turn first-audio P95 (last
+    # shed_window_s, at least shed_min_turns turns) is above its shed threshold; taken again once
+    # both are below their resume thresholds. 0 turns a signal off.
+    shed_loop_lag_ms: int = Field(default=250, ge=0)
+    shed_loop_lag_resume_ms: int = Field(default=100, ge=0)
+    shed_turn_p95_ms: int = Field(default=2500, ge=0)
+    shed_turn_p95_resume_ms: int = Field(default=1800, ge=0)
+    shed_window_s: float = Field(default=30.0, gt=0)
+    shed_min_turns: int = Field(default=5, ge=1)
     session_actor_num_cpus: float = Field(default=0.01, ge=0)
     # Ray custom resources each session actor asks for, as JSON ({"voice_session": 0.01}): on a
     # cluster, only nodes started with that resource take calls' actors (`ray start --resources`).
@@ -198,6 +217,16 @@ class Settings(BaseSettings):
     def _customer_state_outlives_a_lock(self) -> Settings:
         if self.customer_state_ttl_s < max(self.pin_lockout_s, self.pin_failure_window_s):
             raise ValueError("VOICE_CUSTOMER_STATE_TTL_S must be at least VOICE_PIN_LOCKOUT_S and the failure window")
+        return self
+
+    @model_validator(mode="after")
+    def _warm_pool_and_shedding(self) -> Settings:
+        if self.warm_sessions_max < self.warm_sessions:
+            raise ValueError("VOICE_WARM_SESSIONS_MAX must be at least VOICE_WARM_SESSIONS")
+        for shed in ("shed_loop_lag_ms", "shed_turn_p95_ms"):
+            resume = shed.replace("_ms", "_resume_ms")
+            if getattr(self, shed) and getattr(self, resume) >= getattr(self, shed):
+                raise ValueError(f"VOICE_{resume.upper()} must be below VOICE_{shed.upper()} (hysteresis)")
         return self
 
     @model_validator(mode="after")

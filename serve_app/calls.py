@@ -22,7 +22,8 @@ from models.protocol import CloseCode, event
 from models.session import SessionOpened, StartSession
 from serve_app.conversation.call import Call
 from serve_app.deadlines import Deadlines, StageTimeout, within
-from serve_app.session_pool import AtCapacity, SessionPool
+from serve_app.load_shed import LoadShedder
+from serve_app.session_pool import AtCapacity, NoWarmSession, SessionPool
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +31,9 @@ MakeCall = Callable[..., Call]  # (ws, params, actor, opened, resumed) -> Call
 
 
 class Calls:
-    def __init__(self, settings: Settings, pool: SessionPool, make_call: MakeCall, metrics: dict):
+    def __init__(self, settings: Settings, pool: SessionPool, make_call: MakeCall, metrics: dict, shedder: LoadShedder):
         self._settings, self._pool, self._make_call, self._metrics = settings, pool, make_call, metrics
+        self._shedder = shedder
         self._dl = Deadlines.from_settings(settings)
         self.live: set[Call] = set()
         self.draining = False
@@ -40,12 +42,13 @@ class Calls:
         """Accept and serve one call; `resuming`: the held call's actor (its line already taken here)."""
         if resuming is None:
             await ws.accept()
+            if self._shedder.shedding:  # the box is saturated: the calls already talking come first
+                await self._try_later(ws, "overloaded", "the service is overloaded: try again in a moment")
+                return
             try:
-                actor = await self._pool.acquire()  # spawning one, if none is warm, within actor_start_s
+                actor = await self._pool.acquire()  # a warm one, or the refill's within warm_wait_ms
             except AtCapacity as exc:
-                self._metrics["rejected"].inc(tags={"code": "at_capacity"})
-                await ws.send_text(event("session.ended", reason="at_capacity", message=str(exc)))
-                await ws.close(code=CloseCode.AT_CAPACITY, reason="at capacity")
+                await self._try_later(ws, "no_warm_session" if isinstance(exc, NoWarmSession) else "at_capacity", exc)
                 return
             except Exception as exc:
                 await self._refuse(ws, "start_timeout" if isinstance(exc, StageTimeout) else "server_error", exc)
@@ -112,6 +115,13 @@ class Calls:
         log.warning("draining: %d live calls move to other replicas", len(self.live))
         for call in list(self.live):
             call.drain(self._settings.drain_turn_s)
+
+    async def _try_later(self, ws, reason: str, why) -> None:
+        """Refused for now (1013): every line busy, no warm session actor in time, or shedding load."""
+        self._metrics["rejected"].inc(tags={"code": reason})
+        log.info("call refused (%s): %s", reason, why)
+        await ws.send_text(event("session.ended", reason=reason, message=str(why)))
+        await ws.close(code=CloseCode.AT_CAPACITY, reason=reason.replace("_", " "))
 
     async def _refuse(self, ws, reason: str, exc: Exception) -> None:
         """No session actor could be had in time: the caller is told, the call ends (1013: try again)."""

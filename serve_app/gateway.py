@@ -4,6 +4,7 @@ No `from __future__ import annotations` here: FastAPI must see the real `WebSock
 through Serve's class-based ingress, or it takes `ws` for a query parameter (HTTP 403).
 """
 
+import asyncio
 import logging
 import uuid
 from pathlib import Path
@@ -28,8 +29,10 @@ from serve_app.conversation.session_client import SessionClient
 from serve_app.deadlines import Deadlines
 from serve_app.drain import DrainWatch, serve_probe
 from serve_app.http_guard import Guard, deny
+from serve_app.load_shed import LoadShedder, watch_loop_lag
 from serve_app.resumption import Resumption
 from serve_app.session_pool import AtCapacity, SessionPool
+from serve_app.warm_sizing import WarmSizer
 
 log = logging.getLogger(__name__)
 api = FastAPI(title="voice-agent gateway", docs_url=None, redoc_url=None)
@@ -75,16 +78,31 @@ class Gateway:
         }
         if self._settings.session_actor_resources:  # only nodes carrying them take calls' actors
             actor_opts["resources"] = dict(self._settings.session_actor_resources)
+        s = self._settings
+        sizer = WarmSizer(
+            s.warm_sessions, s.warm_sessions_max, s.warm_window_s, s.warm_margin, s.warm_spawn_pause_ms / 1000
+        )
         self._pool = SessionPool(
             lambda: SessionActor.options(name=f"session-{uuid.uuid4().hex}", **actor_opts).remote(),
-            self._settings.warm_sessions,
-            self._settings.max_calls_per_replica,
-            self._settings.actor_start_timeout_ms / 1000,
-            self._settings.session_lease_s,
+            s.warm_sessions,
+            s.max_calls_per_replica,
+            s.actor_start_timeout_ms / 1000,
+            s.session_lease_s,
+            sizer,
+            s.warm_wait_ms / 1000,
         )
         self._pool.start()  # pre-start session actors now, not on the first call
+        self._shedder = LoadShedder(
+            s.shed_loop_lag_ms,
+            s.shed_loop_lag_resume_ms,
+            s.shed_turn_p95_ms,
+            s.shed_turn_p95_resume_ms,
+            s.shed_window_s,
+            s.shed_min_turns,
+        )
+        self._lag_task = asyncio.get_running_loop().create_task(watch_loop_lag(self._shedder.lag))
         self._resumption = Resumption(self._pool, open_store(self._settings), self._settings)
-        self._calls = Calls(self._settings, self._pool, self._make_call, self._metrics)
+        self._calls = Calls(self._settings, self._pool, self._make_call, self._metrics, self._shedder)
         pool = self._pool
         self._capacity = CapacityReporter(
             ledger_actor(), uuid.uuid4().hex, lambda: (pool.active, pool.max_active, self._calls.draining)
@@ -92,7 +110,6 @@ class Gateway:
         self._capacity.start()
         self._drain_watch = DrainWatch(serve_probe(), self._drain)
         self._drain_watch.start()
-        s = self._settings
         origins = s.allowed_origins or default_origins(s.http_port)
         self._admission = Admission(origins, s.calls_per_minute_per_caller, s.calls_per_minute_per_address)
         # Deepgram's breaker lives with the tools' ones: one outage opens it for every call.
@@ -124,13 +141,20 @@ class Gateway:
 
     @api.get("/ready")
     async def ready(self):
+        shedding = self._shedder.shedding
+        lag, turn = self._shedder.signals()
         body = {
-            "ready": self._pool.remaining > 0 and not self._calls.draining,
+            "ready": self._pool.remaining > 0 and not self._calls.draining and not shedding,
             "draining": self._calls.draining,
+            "shedding": shedding,
             "active_calls": self._pool.active,
             "capacity": self._pool.max_active,
             "remaining_capacity": self._pool.remaining,
             "warm_sessions": self._pool.warm,
+            "warm_target": self._pool.sizer.target(),
+            "loop_lag_p95_ms": None if lag is None else round(lag, 1),
+            "turn_first_audio_p95_ms": None if turn is None else round(turn, 1),
+            "shed_at": {"loop_lag_ms": self._shedder.lag_shed, "turn_first_audio_ms": self._shedder.turn_shed},
         }
         return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
@@ -219,3 +243,5 @@ class Gateway:
 
     def _observe(self, stage: str, ms: float) -> None:
         self._metrics["stage"].observe(ms, tags={"stage": stage})
+        if stage == "eos_to_first_audio_ms":  # a turn's answer latency: the shedder's second signal
+            self._shedder.turn(ms)

@@ -1,22 +1,37 @@
 """Pre-started session actors, so a new call never waits for a process to spawn; and the lease
-that tells each actor this replica is alive (deployments/session/lease.py)."""
+that tells each actor this replica is alive (deployments/session/lease.py).
+
+The warm pool is sized to the arrival rate and refilled in the background, one paced spawn at
+a time (serve_app/warm_sizing.py). A new call takes a warm actor; with none warm it waits up
+to `wait_s` for the refill, else it is refused (`NoWarmSession`, close 1013): a spawn on the
+call's path would take seconds under load while the other calls talk. Only a replica with no
+other call spawns inline: nothing competes for the cores, and refusing its first call after a
+start would be worse than the spawn.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import ray
 
 from serve_app.deadlines import within
+from serve_app.warm_sizing import WarmSizer
 
 log = logging.getLogger(__name__)
 
 
 class AtCapacity(Exception):
     pass
+
+
+class NoWarmSession(AtCapacity):
+    """No warm session actor within the wait: try again later (1013), the pool is refilling."""
 
 
 class SessionPool:
@@ -30,6 +45,8 @@ class SessionPool:
         max_active: int,
         start_timeout_s: float = 10.0,
         lease_s: float = 3.0,
+        sizer: WarmSizer | None = None,
+        wait_s: float = 1.5,
     ):
         self._factory = factory
         self._lease_s = lease_s
@@ -37,9 +54,12 @@ class SessionPool:
         self._renew_task: asyncio.Task | None = None
         self._start_timeout_s = start_timeout_s  # a spawn that takes longer is given up (and killed)
         self._ping_timeout_s = min(2.0, start_timeout_s)  # a warm actor slower than this is taken for dead
-        self._warm_target = warm
+        self.sizer = sizer or WarmSizer(warm, warm)  # none given: a fixed pool of `warm`
+        self._wait_s = wait_s
         self.max_active = max_active
         self._warm: list = []
+        self._waiters: deque[asyncio.Future] = deque()  # callers waiting for the refill, first come first served
+        self._poke = asyncio.Event()  # wakes the refill: a call came, went, or waits
         self.active = 0
         self._refill_task: asyncio.Task | None = None
 
@@ -77,9 +97,9 @@ class SessionPool:
             raise
         return actor
 
-    async def _warm_or_new(self):
-        """A pre-started actor that still answers, else a new one. A warm actor dies unseen with
-        its node: it is pinged first, and one that does not answer is dropped (and killed)."""
+    async def _take_warm(self):
+        """A pre-started actor that still answers, or None. A warm actor dies unseen with its
+        node: it is pinged first, and one that does not answer is dropped (and killed)."""
         while self._warm:
             actor = self._warm.pop()
             try:
@@ -88,22 +108,81 @@ class SessionPool:
             except Exception as exc:
                 log.warning("a warm session actor did not answer (%r); dropped", exc)
                 _kill(actor)
-        return await self._spawn()
+        return None
+
+    async def _warm_or_new(self):
+        return await self._take_warm() or await self._spawn()
+
+    async def _wait_warm(self):
+        """The next actor the refill makes, within `wait_s`; else NoWarmSession."""
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        self.start()
+        self._poke.set()
+        try:
+            await asyncio.wait({fut}, timeout=self._wait_s)
+        except BaseException:  # the caller went: an actor handed over meanwhile goes back to the pool
+            if fut.done() and not fut.cancelled():
+                self._warm.append(fut.result())
+            fut.cancel()
+            raise
+        finally:
+            if fut in self._waiters:
+                self._waiters.remove(fut)
+        if not fut.done():
+            fut.cancel()
+            raise NoWarmSession(f"no warm session actor within {self._wait_s * 1000:.0f} ms; the pool is refilling")
+        return fut.result()
+
+    def _give(self, actor) -> None:
+        """A new actor: to the first caller still waiting, else to the pool."""
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_result(actor)
+                return
+        self._warm.append(actor)
 
     async def _refill(self) -> None:
-        while len(self._warm) < self._warm_target:
-            try:
-                self._warm.append(await self._spawn())
-            except Exception:
-                log.exception("could not pre-start a session actor; retrying in 1 s")
-                await asyncio.sleep(1.0)
+        """Forever: spawn one at a time up to the target (plus callers waiting), pausing between
+        spawns while calls talk; trim the pool one actor at a time when the target falls."""
+        while True:
+            want = self.sizer.target() + len(self._waiters)
+            if len(self._warm) < want:
+                started = time.monotonic()
+                try:
+                    actor = await self._spawn()
+                except Exception:
+                    log.exception("could not pre-start a session actor; retrying in 1 s")
+                    await asyncio.sleep(1.0)
+                    continue
+                self.sizer.spawned(time.monotonic() - started)
+                self._give(actor)
+                await self._nap(self.sizer.pause_s(self.active, len(self._waiters)))
+                continue
+            if len(self._warm) > want:
+                _kill(self._warm.pop(0))  # the oldest first
+            await self._nap(1.0)  # a tick also lets the target decay with the arrival rate
+
+    async def _nap(self, seconds: float) -> None:
+        """Sleep, cut short by a new call or a waiting caller."""
+        self._poke.clear()
+        try:
+            await asyncio.wait_for(self._poke.wait(), seconds)
+        except TimeoutError:
+            pass
 
     async def acquire(self):
+        """A line and a session actor for a new call: warm, or from the refill within the wait."""
         if self.active >= self.max_active:
             raise AtCapacity(f"{self.active} calls active on this replica (limit {self.max_active})")
         self.active += 1
+        self.sizer.arrive()
+        self._poke.set()
         try:
-            actor = await self._warm_or_new()
+            actor = await self._take_warm()
+            if actor is None:
+                actor = await (self._spawn() if self.active == 1 else self._wait_warm())
         except BaseException:
             self.active -= 1
             raise

@@ -24,6 +24,12 @@ TEST_ENV = {
     "VOICE_ADMIN_TOKEN": "platform-test-admin-token-7d41",  # a secret: reaches the Gateway through Ray's KV store
     "VOICE_CALLS_PER_MINUTE_PER_ADDRESS": "1000",  # every test calls from 127.0.0.1; per caller_id stays 10
     "VOICE_RESUME_WINDOW_S": "10",  # a dropped call is held this long for a resume (a Gateway restart fits)
+    # Tests open calls back to back on a 2-core machine other runs share: a refill's spawn there can
+    # take seconds, and the machine's load is not the platform's. tests/test_warm_admission.py sets
+    # the production wait and forces shedding itself.
+    "VOICE_WARM_WAIT_MS": "10000",
+    "VOICE_SHED_LOOP_LAG_MS": "0",
+    "VOICE_SHED_TURN_P95_MS": "0",
 }
 
 

@@ -344,7 +344,7 @@ class Call {
     stats.lastEnd = this.ended;
     $("partial").textContent = "";
     $("agent-state").textContent = $("user-state").textContent = "-";
-    if (this.ended === "at_capacity") {
+    if (["at_capacity", "no_warm_session", "overloaded"].includes(this.ended)) {
       setConn("busy", "busy");
       message("All lines are busy: the agent is at capacity. Please try again in a moment.", "error");
     } else if (this.ended) {
