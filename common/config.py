@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     end_silence_ms: int = Field(default=500, ge=100)
     max_utterance_s: float = Field(default=30.0, gt=1)
     playback_lead_ms: int = Field(default=400, ge=0, le=500)
+    # agent audio goes out in messages this long (fewer through Serve's proxy); the lead above still paces them
+    output_frame_ms: int = Field(default=100, ge=20, le=200, multiple_of=20)
     preemptive_ms: int = Field(default=100, ge=0)  # a pause this long starts ASR and dialogue early; 0 = off
     partial_interval_ms: int = Field(default=1000, ge=0)  # partial transcripts while the caller speaks; 0 = off
     barge_in_min_ms: int = Field(default=300, ge=0)  # caller speech that long stops the agent

@@ -114,13 +114,13 @@ def wait_ready(base: str, timeout: float = 120) -> None:
     raise TimeoutError("platform not ready")
 
 
-def wait_preemptive(base: str, expect: int, timeout: float = 120) -> None:
-    """Until /health answers come from a Gateway with the expected preemptive setting."""
+def wait_health(base: str, key: str, expect, timeout: float = 120) -> None:
+    """Until /health answers come from a Gateway (five in a row) with `key` set to `expect`."""
     deadline, streak = time.monotonic() + timeout, 0
     while streak < 5 and time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(f"{base}/health", timeout=5) as r:
-                streak = streak + 1 if json.load(r).get("preemptive_ms") == expect else 0
+                streak = streak + 1 if json.load(r).get(key) == expect else 0
         except OSError:
             streak = 0
         time.sleep(0.2)
@@ -176,7 +176,7 @@ def main() -> int:
             t0 = time.monotonic()
             cluster.deploy(config)
             wait_ready(base)
-            wait_preemptive(base, int(preemptive))
+            wait_health(base, "preemptive_ms", int(preemptive))
             print(f"[{name}] platform ready in {time.monotonic() - t0:.0f} s; {args.turns} turns", flush=True)
             rows = asyncio.run(one_call(url, clips, args.turns))
             for r in rows:

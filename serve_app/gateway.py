@@ -137,6 +137,7 @@ class Gateway:
             "status": "ok",
             "providers": {"asr": s.asr_provider, "tts": s.tts_provider, "dialogue": s.dialogue_provider},
             "preemptive_ms": s.preemptive_ms,
+            "output_frame_ms": s.output_frame_ms,
         }
 
     @api.get("/ready")

@@ -165,6 +165,7 @@ async def test_health_and_ready(platform):
             "status": "ok",
             "providers": {"asr": "whisper", "tts": "piper", "dialogue": "local"},
             "preemptive_ms": 100,
+            "output_frame_ms": 100,
         }
     with urllib.request.urlopen(platform["http"] + "/ready") as r:
         body = json.loads(r.read())

@@ -81,3 +81,11 @@ def test_session_actor_resources_are_json_custom_resources(monkeypatch):
         monkeypatch.setenv("VOICE_SESSION_ACTOR_RESOURCES", bad)
         with pytest.raises(ConfigError, match="VOICE_SESSION_ACTOR_RESOURCES"):
             load_settings()
+
+
+@pytest.mark.parametrize("bad", ["10", "30", "220"])
+def test_output_frame_ms_is_a_multiple_of_20_from_20_to_200(monkeypatch, bad):
+    assert load_settings().output_frame_ms == 100
+    monkeypatch.setenv("VOICE_OUTPUT_FRAME_MS", bad)
+    with pytest.raises(ConfigError, match="VOICE_OUTPUT_FRAME_MS"):
+        load_settings()

@@ -75,6 +75,7 @@ class Call:
             self._dl,
             settings.playback_lead_ms / 1000,
             self.record.finish_turn,
+            settings.output_frame_ms,
         )
         self.ahead = AheadRunner(
             self.channel,

@@ -1,6 +1,9 @@
 """Real-time pacing of agent audio: never more than `max_lead_s` ahead of the caller's playback.
 
 Keeping the lead small is what makes `audio.clear` effective: little is buffered client-side.
+Audio goes out in messages of `frame_ms` (VOICE_OUTPUT_FRAME_MS): every message is a WebSocket
+frame relayed by Serve's proxy, so fewer, longer ones cost less CPU. What the caller has heard is
+counted in time (sent audio minus the lead), never in messages, so it stays exact whatever the size.
 """
 
 from __future__ import annotations
@@ -16,13 +19,13 @@ class AudioPacer:
         send: Callable[[bytes], Awaitable[None]],
         sample_rate: int,
         max_lead_s: float = 0.4,
-        frame_ms: int = 40,
+        frame_ms: int = 100,
         clock=time.monotonic,
     ):
         self._send = send
         self._rate = sample_rate
         self._max_lead = max_lead_s
-        self._frame_bytes = sample_rate * frame_ms // 1000 * 2
+        self._frame_bytes = max(2, sample_rate * frame_ms // 1000 * 2)
         self._clock = clock
         self._start = 0.0
         self._sent_s = 0.0
@@ -33,13 +36,18 @@ class AudioPacer:
         lead = self._sent_s - (self._clock() - self._start)
         return lead if lead > 1e-6 else 0.0
 
+    def played_s(self, since_bytes: int) -> float:
+        """Seconds of the audio sent since byte `since_bytes` the caller has played by now."""
+        return max(0.0, (self.bytes_sent - since_bytes) / 2 / self._rate - self.lead_s())
+
     async def send(self, pcm16: bytes) -> None:
         for i in range(0, len(pcm16), self._frame_bytes):
             frame = pcm16[i : i + self._frame_bytes]
             frame_s = len(frame) / 2 / self._rate
-            if self.lead_s() == 0.0:  # playback caught up: a new stretch of speech starts now
+            if self.lead_s() == 0.0:  # playback caught up: a new stretch of speech starts now, at once
                 self._start, self._sent_s = self._clock(), 0.0
-            excess = self.lead_s() + frame_s - self._max_lead
+            # a lead under one message is no lead: a message may always follow one that has played
+            excess = self.lead_s() + frame_s - max(self._max_lead, frame_s)
             if excess > 0:
                 await asyncio.sleep(excess)
             await self._send(frame)

@@ -32,12 +32,13 @@ class Speaker:
         deadlines: Deadlines,
         playback_lead_s: float,
         finish_turn: Callable,
+        output_frame_ms: int = 100,
     ):
         self._channel, self.params, self.session_id = channel, params, session_id
         self._synthesize = synthesize
         self._dl = deadlines
         self._finish_turn = finish_turn  # (turn_id, metrics, interrupted=, heard_part=): the turn's record
-        self.pacer = AudioPacer(channel.send_bytes, params.output_sample_rate, playback_lead_s)
+        self.pacer = AudioPacer(channel.send_bytes, params.output_sample_rate, playback_lead_s, output_frame_ms)
         self._speech: Speech | None = None  # the reply being spoken
         self.task: asyncio.Task | None = None
         self.cut_at_s: float | None = None  # playback position of the last barge-in
@@ -152,18 +153,14 @@ class Speaker:
         speech = self._speech
         if speech is None or speech.turn_id is None or not self.speaking():
             return None
-        played = (self.pacer.bytes_sent - speech.start_bytes) / 2 / self.params.output_sample_rate
-        return speech.turn_id, heard(speech.sentences, speech.durations, max(0.0, played - self.pacer.lead_s()))[0]
+        return speech.turn_id, heard(speech.sentences, speech.durations, self.pacer.played_s(speech.start_bytes))[0]
 
     async def barge_in(self) -> None:
         """The caller talks over the agent: stop the audio at once and tell the client to drop
         what it buffered. Whether they really took the turn is decided when they stop."""
         speech = self._speech
         self._channel.mute = True  # before anything else: no frame may follow audio.clear
-        self.cut_at_s = max(
-            0.0,
-            (self.pacer.bytes_sent - speech.start_bytes) / 2 / self.params.output_sample_rate - self.pacer.lead_s(),
-        )
+        self.cut_at_s = self.pacer.played_s(speech.start_bytes)
         self.pacer.clear()
         self.task.cancel()
         await self._channel.send_text(event("audio.clear", turn_id=speech.turn_id))
