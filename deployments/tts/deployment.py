@@ -96,7 +96,7 @@ class TTS:
         """A fixed line, always deterministic: from the cache when held, else made and kept once
         it has streamed to its end (a barge-in closes the stream before, and nothing is kept)."""
         key = self._key(text, sample_rate, first)
-        if self._lines.enabled:
+        if self._lines.cacheable(text):
             stored = self._lines.get(key)
             self._metrics["lookups"].inc(tags={"result": "miss" if stored is None else "hit"})
             if stored is not None:
