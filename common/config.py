@@ -151,6 +151,8 @@ class Settings(BaseSettings):
     customer_state_ttl_s: int = Field(default=90 * 86400, ge=3600)
     audit_retention_days: float = Field(default=30, gt=0)
     tool_cache_ttl_s: float = Field(default=60.0, ge=0)
+    # Audio of the dialogue's fixed lines kept per TTS replica (deployments/tts/cache.py); 0: off.
+    tts_cache_mb: float = Field(default=32.0, ge=0)
     support_db_path: Path = Path("data/support.db")
     kb_store_path: Path = Path("data/kb")
     kb_docs_path: Path = Path("docs/kb")

@@ -1,15 +1,17 @@
-"""Voice-to-voice latency of one call, with and without preemptive transcription, same run.
+"""Voice-to-voice latency of one call, with and without a lever (preemptive turns, or the TTS cache), same run.
 
-    .venv/bin/python loadtests/latency.py [--turns 12] [--port 8123]
+    .venv/bin/python loadtests/latency.py [--turns 12] [--port 8123] [--compare preemptive|tts-cache]
 
 Starts its own local Ray (loopback) and the platform from serve_config.yaml, then makes one
 call per mode and speaks recorded utterances (piper, deterministic) at real time.
 Voice-to-voice is measured by this client: from the last voiced sample of the utterance
-leaving the client to the first agent audio byte arriving. Between the two modes only the
-Gateway is redeployed (VOICE_PREEMPTIVE_MS=0 turns preemption off); models stay loaded.
+leaving the client to the first agent audio byte arriving. Between the two modes only one
+deployment is redeployed, models stay loaded: the Gateway with VOICE_PREEMPTIVE_MS=0
+(`--compare preemptive`, the default), or TTS with VOICE_TTS_CACHE_MB=0 (`--compare tts-cache`).
+After the call, `--greetings` more calls per mode time connect to the greeting's first audio byte.
 Prints each turn (client voice-to-voice, then the server's transcript/dialogue/TTS/first-audio
 ms), P50/P95 per mode, each server stage's median (from `turn.metrics`), how many turns
-were answered from a run-ahead, and the ratio of the two modes.
+were answered from a run-ahead, the greetings' P50/P95, and the ratio of the two modes.
 """
 
 from __future__ import annotations
@@ -85,7 +87,24 @@ async def one_call(url: str, clips: list[tuple[str, bytes]], turns: int) -> list
     return rows
 
 
-def summary(name: str, rows: list[dict]) -> dict:
+async def greetings(url: str, calls: int) -> list[float]:
+    """Connect (WebSocket opened) to the greeting's first audio byte, one call at a time, ms."""
+    from serve_app.call import CallClient
+
+    times = []
+    for i in range(calls):
+        client = CallClient(url, f"latency-greeting-{i}")
+        t0 = time.monotonic()
+        await client.connect()
+        await client.wait_for(lambda c=client: c.audio_frames, 30)
+        times.append((client.audio_frames[0][0] - t0) * 1000)
+        await client.hangup()
+        await client.close()
+        await asyncio.sleep(1.0)  # the Gateway's pool of session actors fills again
+    return times
+
+
+def summary(name: str, rows: list[dict], greeted: list[float]) -> dict:
     v2v = [r["v2v_ms"] for r in rows if r["v2v_ms"] is not None]
     out = {
         "mode": name,
@@ -93,6 +112,8 @@ def summary(name: str, rows: list[dict]) -> dict:
         "answered": len(v2v),
         "p50": percentile(v2v, 50),
         "p95": percentile(v2v, 95),
+        "greeting_p50": percentile(greeted, 50),
+        "greeting_p95": percentile(greeted, 95),
     }
     for stage in STAGES:
         vals = [r[stage] for r in rows if isinstance(r.get(stage), (int, float))]
@@ -101,29 +122,53 @@ def summary(name: str, rows: list[dict]) -> dict:
     return out
 
 
-def wait_ready(base: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def ready(base: str) -> bool:
+    with urllib.request.urlopen(f"{base}/ready", timeout=5) as r:
+        return r.status == 200
+
+
+# what each comparison redeploys: the deployment, its variable (0 turns the lever off), the modes' names
+COMPARE = {
+    "preemptive": ("Gateway", "VOICE_PREEMPTIVE_MS", "preemptive {} ms", "preemptive off"),
+    "tts-cache": ("TTS", "VOICE_TTS_CACHE_MB", "tts cache {} MB", "tts cache off"),
+}
+
+
+def switched(base: str, deployment: str, value: str) -> bool:
+    """Whether the running deployment answers with `value`: the Gateway's /health, TTS's cache size."""
+    if deployment == "Gateway":
+        return _health(base).get("preemptive_ms") == int(value)
+    from ray import serve
+
+    stats = serve.get_deployment_handle("TTS", app_name="voice").cache_stats.remote().result(timeout_s=5)
+    return stats["max_bytes"] == int(float(value) * 2**20)
+
+
+def wait_until(check, what: str, streak_of: int = 1, timeout: float = 120) -> None:
+    """Until `check()` holds `streak_of` times in a row (old replicas drain during a redeploy)."""
+    deadline, streak = time.monotonic() + timeout, 0
+    while streak < streak_of:
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
         try:
-            with urllib.request.urlopen(f"{base}/ready", timeout=5) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError("platform not ready")
+            streak = streak + 1 if check() else 0
+        except Exception:
+            streak = 0
+        time.sleep(0.2)
+
+
+def _health(base: str) -> dict:
+    with urllib.request.urlopen(f"{base}/health", timeout=5) as r:
+        return json.load(r)
+
+
+def wait_ready(base: str, timeout: float = 120) -> None:
+    wait_until(lambda: ready(base), "platform not ready", timeout=timeout)
 
 
 def wait_health(base: str, key: str, expect, timeout: float = 120) -> None:
     """Until /health answers come from a Gateway (five in a row) with `key` set to `expect`."""
-    deadline, streak = time.monotonic() + timeout, 0
-    while streak < 5 and time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{base}/health", timeout=5) as r:
-                streak = streak + 1 if json.load(r).get(key) == expect else 0
-        except OSError:
-            streak = 0
-        time.sleep(0.2)
+    wait_until(lambda: _health(base).get(key) == expect, f"/health {key} is not {expect}", 5, timeout)
 
 
 def start_ray() -> None:
@@ -154,6 +199,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--turns", type=int, default=12, help="turns per mode")
     p.add_argument("--port", type=int, default=0, help="HTTP port for the platform (default: a free one)")
+    p.add_argument("--compare", choices=sorted(COMPARE), default="preemptive", help="the lever on, then off")
+    p.add_argument("--greetings", type=int, default=8, help="calls per mode timed to the greeting's first audio")
     args = p.parse_args()
 
     from common.config import load_settings
@@ -164,19 +211,21 @@ def main() -> int:
     clips = [(t, b"".join(piper.synthesize(t, 16000, deterministic=True))) for t in UTTERANCES]
     port = args.port or _free_port()
     os.environ.setdefault("VOICE_IDLE_CHECKIN_S", "60")
+    os.environ.setdefault("VOICE_CALLS_PER_MINUTE_PER_ADDRESS", "1000")  # every call comes from 127.0.0.1
     start_ray()
     base, url = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/ws/call"
     results = []
-    on = os.environ.get("VOICE_PREEMPTIVE_MS") or str(load_settings().preemptive_ms)
+    deployment, variable, on_name, off_name = COMPARE[args.compare]
+    on = os.environ.get(variable) or format(getattr(load_settings(), variable.removeprefix("VOICE_").lower()), "g")
     try:
-        for name, preemptive in ((f"preemptive {on} ms", on), ("preemptive off", "0")):
+        for name, value in ((on_name.format(on), on), (off_name, "0")):
             config = cluster.load_config(http_port=port, env=cluster.settings_env())
-            gateway = next(d for d in config["applications"][0]["deployments"] if d["name"] == "Gateway")
-            gateway["ray_actor_options"]["runtime_env"] = {"env_vars": {"VOICE_PREEMPTIVE_MS": preemptive}}
+            spec = next(d for d in config["applications"][0]["deployments"] if d["name"] == deployment)
+            spec["ray_actor_options"]["runtime_env"] = {"env_vars": {variable: value}}
             t0 = time.monotonic()
             cluster.deploy(config)
-            wait_ready(base)
-            wait_health(base, "preemptive_ms", int(preemptive))
+            wait_until(lambda: ready(base), "platform not ready")
+            wait_until(lambda v=value: switched(base, deployment, v), f"{deployment} not redeployed", 5)
             print(f"[{name}] platform ready in {time.monotonic() - t0:.0f} s; {args.turns} turns", flush=True)
             rows = asyncio.run(one_call(url, clips, args.turns))
             for r in rows:
@@ -187,24 +236,27 @@ def main() -> int:
                     f"{r['text']!r} -> {r['heard']!r}",
                     flush=True,
                 )
-            results.append(summary(name, rows))
+            greeted = asyncio.run(greetings(url, args.greetings))
+            print(f"  greetings, connect to first audio: {' '.join(f'{g:.0f}' for g in greeted)} ms", flush=True)
+            results.append(summary(name, rows, greeted))
     finally:
         stop_ray()
 
     print(
         "\nmode             turns  P50 ms  P95 ms  "
         + "  ".join(s.replace("_ms", "") for s in STAGES)
-        + "  run-ahead used (reply/transcript/none)"
+        + "  greeting P50/P95  run-ahead used (reply/transcript/none)"
     )
     for s in results:
         stages = "  ".join(f"{s[k]:>{len(k) - 3}.0f}" for k in STAGES)
         print(
             f"{s['mode']:<16} {s['answered']:>3}/{s['turns']:<3} {s['p50']:>6.0f}  {s['p95']:>6.0f}  "
-            f"{stages}  {s['preempted']}"
+            f"{stages}  {s['greeting_p50']:>6.0f}/{s['greeting_p95']:<6.0f}  {s['preempted']}"
         )
     on, off = results
     print(
         f"\nP50 on/off: {on['p50'] / off['p50']:.2f}   P95 on/off: {on['p95'] / off['p95']:.2f}   "
+        f"greeting P50 on/off: {on['greeting_p50'] / off['greeting_p50']:.2f}   "
         "(target P50 <= 700 ms, P95 <= 1000 ms)"
     )
     return 0

@@ -35,6 +35,10 @@ HANDOFF = {
     ),
     "low_confidence": "I'm not sure about that one, so I'm connecting you with a colleague. Please hold.",
 }
+PIN_PROMPT = "Please tell me your four digit PIN."
+VERIFY_FIRST = {
+    topic: f"I can help with {topic}. First I need to verify it's you." for topic in ("your order", "your return")
+}
 REFUSAL = (
     "Sorry, I can't help with that. I can check an order, start a return, "
     "or answer questions about shipping, returns, warranty and our hours."
@@ -197,10 +201,7 @@ class SupportAgent(ReturnsFlow, KnowledgeAnswers):
         slots.update(awaiting="pin", pending_intent=intent)
         if order_id := extract_order_number(text):
             slots["order_id"] = order_id
-        topic = "your return" if intent == "returns" else "your order"
-        return r.say(
-            f"I can help with {topic}. First I need to verify it's you.", "Please tell me your four digit PIN."
-        )
+        return r.say(VERIFY_FIRST["your return" if intent == "returns" else "your order"], PIN_PROMPT)
 
     async def _verify_pin(self, pin: str, r: TurnResult, session_id: str, caller_id: str) -> TurnResult:
         m, slots = r.memory, r.memory["slots"]

@@ -158,8 +158,9 @@ class KnowledgeBase:
         title = max(sections, key=lambda t: sections[t][0] + LEXICAL_WEIGHT * lexical.get(t, 0.0))
         similarity, meta, text = sections[title]
         combined = min(1.0, similarity + LEXICAL_WEIGHT * lexical.get(title, 0.0))
-        spoken = " ".join(split_sentences(text)[:3])  # short, for the ear
-        return Answer(spoken, calibrated(combined), meta["source"], meta["title"], round(similarity, 3))
+        return Answer(
+            " ".join(spoken_sentences(text)), calibrated(combined), meta["source"], meta["title"], round(similarity, 3)
+        )
 
     def _lexical(self) -> LexicalIndex:
         """The keyword index of the sections now in the collection, rebuilt when they change."""
@@ -169,6 +170,11 @@ class KnowledgeBase:
             sections = {meta["title"]: doc for meta, doc in zip(got["metadatas"], got["documents"])}
             self._lexical_index = (version, LexicalIndex(sections))
         return self._lexical_index[1]
+
+
+def spoken_sentences(section: str) -> list[str]:
+    """What is said of a section that answers: its first three sentences, short for the ear."""
+    return split_sentences(section)[:3]
 
 
 def focus(question: str) -> str:

@@ -31,6 +31,8 @@ class PiperEngine:
         t0 = time.perf_counter()
         self._voice = PiperVoice.load(model, config_path=config if config.exists() else None)
         self.sample_rate = self._voice.config.sample_rate
+        self.voice = model.stem  # names the voice in a cache key
+        self.length_scale = float(self._voice.config.length_scale)  # its speaking rate
         log.info("piper voice %s loaded in %.2fs (%d Hz)", model.name, time.perf_counter() - t0, self.sample_rate)
 
     def synthesize(

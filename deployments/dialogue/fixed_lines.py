@@ -1,0 +1,38 @@
+"""The lines the local support agent says word for word to every caller, one TTS request each.
+
+The TTS replica caches the audio of these lines only (`deployments/tts/cache.py` says why): the
+set is made from the agent's own constants and the knowledge-base documents, never from what a
+caller said, so no personal data can enter it. A line built from a caller's data (an order
+number, a name, attempts left) is not declared here and is synthesized afresh every time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from deployments.dialogue.engine import GREETING
+from deployments.dialogue.knowledge_answers import NOT_SURE
+from deployments.dialogue.support import CANNED, HANDOFF, PIN_PROMPT, REFUSAL, VERIFY_FIRST
+from deployments.knowledge.engine import chunk_markdown, spoken_sentences
+
+# Said at a call's start or at a turn nearly every call reaches: made when a TTS replica starts,
+# so the first caller already hears them from the cache.
+PREWARM = [*GREETING, *VERIFY_FIRST.values(), PIN_PROMPT, *HANDOFF.values()]
+
+
+def knowledge_lines(kb_docs_path: Path | str | None) -> list[str]:
+    """Every sentence of a knowledge-base answer, as the agent says it (one request per sentence)."""
+    if kb_docs_path is None or not Path(kb_docs_path).is_dir():
+        return []
+    return [
+        sentence
+        for doc in sorted(Path(kb_docs_path).glob("*.md"))
+        for chunk in chunk_markdown(doc.read_text(encoding="utf-8"), doc.name)
+        for sentence in spoken_sentences(chunk.text)
+    ]
+
+
+def fixed_lines(kb_docs_path: Path | str | None = None) -> list[str]:
+    """The agent's fixed lines: greeting, PIN prompts, hand-offs, canned replies, refusals, and
+    the knowledge base's answers from the documents in `kb_docs_path`."""
+    return [*PREWARM, *CANNED.values(), REFUSAL, *NOT_SURE, *knowledge_lines(kb_docs_path)]
