@@ -5,7 +5,7 @@
 Starts its own local Ray with two ASR deployments side by side, the same code with
 VOICE_ASR_BATCH_MAX=1 (one utterance per `generate`, what the replica did before) and with the
 configured batch (VOICE_ASR_BATCH_MAX, default 4); they are measured in turn, never at once. K
-callers each send utterances of piper speech (1.5 to 4.5 s) back to back, one in flight each;
+callers each send utterances of piper speech (lengths printed) back to back, one in flight each;
 printed per mode and K: per-request latency P50/P95, throughput, and the batch sizes the replica
 ran. `--partials K` then runs K callers whose turns each come with a partial every 250 ms of the
 turn (one in flight per caller, as the Gateway sends them), first sent as turn work (what every
@@ -25,15 +25,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-LINES = [
-    "What are your opening hours?",
-    "I want to check the status of my order.",
-    "Where is my order?",
-    "I want to return an item, it arrived broken and the box was open.",
-    "Can I speak to a person please?",
+from loadtests.latency import UTTERANCES  # noqa: E402
+
+LINES = [  # the latency benchmark's questions and longer turns
+    *UTTERANCES,
+    "I want to return an item because it arrived damaged last week.",
     "My order number is one two three four five, when will it arrive?",
-    "Do you ship to Canada, and how long does it take?",
-    "Thanks, that is all I needed.",
 ]
 
 
