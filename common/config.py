@@ -51,6 +51,13 @@ class Settings(BaseSettings):
         default="auto", validation_alias=AliasChoices("VOICE_WHISPER_DEVICE", "VOICE_ASR_DEVICE")
     )
     whisper_cpu_threads: int = Field(default=2, ge=1)
+    # ASR requests of several calls decoded in one batch (deployments/asr/deployment.py): at most
+    # this many (1 = one by one; keep it under the ASR's max_ongoing_requests in serve_config.yaml),
+    # the first waiting this long for others to join.
+    asr_batch_max: int = Field(default=4, ge=1, le=64)
+    asr_batch_wait_ms: float = Field(default=10.0, ge=0, le=1000)
+    # A partial transcript still queued this long is dropped undecoded (deployments/asr/gate.py).
+    asr_partial_max_wait_ms: float = Field(default=300.0, gt=0)
     piper_voice_path: Path | None = None
     embeddings_model_path: Path | None = None
 

@@ -20,6 +20,7 @@ from deployments.session.actor import SESSION_NAMESPACE, SessionActor
 from deployments.session.store import open_store
 from deployments.tools.breaker_actor import BreakerClient, breaker_actor
 from deployments.vad.engine import SileroVAD
+from models.asr import AsrRequest
 from models.protocol import ProtocolError, parse_connect
 from serve_app.admission import Admission, default_origins
 from serve_app.calls import Calls
@@ -236,8 +237,8 @@ class Gateway:
         self._calls.drain()
         self._capacity.report()
 
-    async def _transcribe(self, pcm16: bytes, locale: str) -> dict:
-        return await self._asr.transcribe.remote(pcm16, locale.split("-")[0])
+    async def _transcribe(self, request: AsrRequest) -> dict:
+        return await self._asr.transcribe.remote(request)
 
     def _synthesize(self, text: str, sample_rate: int, locale: str = "en-US", first: bool = False):
         return self._tts.options(stream=True).synthesize.remote(text, sample_rate, locale, first)

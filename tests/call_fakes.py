@@ -248,7 +248,7 @@ async def fake_tts(text: str, rate: int, locale: str = "en-US", first: bool = Fa
 
 
 def handler(ws, actor, cfg: Settings, transcribe=None, synthesize=fake_tts, clock=time.monotonic, respawn=None) -> Call:
-    async def no_asr(audio, locale):
+    async def no_asr(request):
         return {"text": "", "confidence": 0.0}
 
     params = ConnectParams(caller_id="tester", sample_rate=RATE, output_sample_rate=RATE)

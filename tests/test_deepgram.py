@@ -8,6 +8,7 @@ import pytest
 from common.config import Settings
 from common.dialects import dialect_for
 from deployments.asr.deepgram import DeepgramError, DeepgramStream
+from models.asr import AsrRequest
 from serve_app.conversation.hearing import Hearing
 from tests.conftest import silence
 from tests.fake_deepgram import FakeDeepgram
@@ -61,8 +62,8 @@ async def test_a_bad_key_fails_to_open_and_the_error_does_not_carry_it():
 
 
 async def test_an_outage_mid_call_goes_to_whisper_without_losing_the_turn_then_back(speak, whisper, monkeypatch):
-    async def transcribe_with_whisper(audio: bytes, locale: str) -> dict:
-        return (await asyncio.to_thread(whisper.transcribe, audio)).as_dict()
+    async def transcribe_with_whisper(request: AsrRequest) -> dict:
+        return (await asyncio.to_thread(whisper.transcribe, request.pcm16, request.language)).as_dict()
 
     lines = ["Where is my order?", "I want to speak to a person.", "What are your opening hours?"]
     async with FakeDeepgram(whisper=whisper) as dg:
@@ -105,8 +106,8 @@ async def test_an_outage_mid_call_goes_to_whisper_without_losing_the_turn_then_b
 
 
 async def test_deepgram_down_from_the_start_means_whisper_hears_every_turn(speak, whisper, monkeypatch):
-    async def transcribe_with_whisper(audio: bytes, locale: str) -> dict:
-        return (await asyncio.to_thread(whisper.transcribe, audio)).as_dict()
+    async def transcribe_with_whisper(request: AsrRequest) -> dict:
+        return (await asyncio.to_thread(whisper.transcribe, request.pcm16, request.language)).as_dict()
 
     async with FakeDeepgram() as dg:
         await dg.fail()

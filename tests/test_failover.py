@@ -141,7 +141,7 @@ class LiveStream(DeadStream):
         return "where is my order", 0.91234
 
 
-async def whisper(audio: bytes, locale: str) -> dict:
+async def whisper(request) -> dict:
     return {"text": "where is my order", "confidence": 0.8}
 
 

@@ -43,7 +43,7 @@ def support(text, memory, run_ahead):
 
 
 def asr(text):
-    async def transcribe(audio, locale):
+    async def transcribe(request):
         return {"text": text, "confidence": 0.9}
 
     return transcribe

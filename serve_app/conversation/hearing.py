@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from common.config import Settings
 from common.dialects import dialect_for
 from common.failover import Failover
+from models.asr import AsrKind, AsrRequest
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ BREAKER = "asr.deepgram"
 RATE = 16000
 PRE_ROLL_SAMPLES = RATE * 3 // 10
 
-Transcribe = Callable[[bytes, str], Awaitable[dict]]
+Transcribe = Callable[[AsrRequest], Awaitable[dict]]  # the Whisper deployment
 
 
 class Hearing:
@@ -76,8 +77,9 @@ class Hearing:
                 self._failover.hold()
                 self._connecting = asyncio.create_task(self._connect())
 
-    async def transcribe(self, audio: bytes, end_sample: int) -> dict:
-        """`{"text", "confidence", "provider"}` for the utterance `audio` that ended at `end_sample`."""
+    async def transcribe(self, audio: bytes, end_sample: int, kind: AsrKind = "final") -> dict:
+        """`{"text", "confidence", "provider"}` for the utterance `audio` that ended at `end_sample`
+        (`kind` "ahead" for a run-ahead's: Whisper serves it after a turn's final)."""
         stream, start_sample = self._stream, end_sample - len(audio) // 2
         # the utterance's first 300 ms are VAD pre-roll, mostly silence: the stream may miss them
         live = stream is not None and stream.ok and start_sample + PRE_ROLL_SAMPLES >= self._stream_from
@@ -94,7 +96,7 @@ class Hearing:
             log.warning("call %s: Deepgram failed (%s); this turn goes to Whisper", self._sid, exc)
             await self._lost()
 
-        whisper = functools.partial(self._whisper, audio, self._locale)
+        whisper = functools.partial(self._whisper, AsrRequest.of(audio, self._locale, kind, self._sid))
         result, provider = await self._failover.call(deepgram, whisper, use_primary=live, on_failure=failed)
         return {**result, "provider": provider}
 

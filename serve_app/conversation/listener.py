@@ -13,6 +13,7 @@ from common.audio import StreamResampler
 from common.config import Settings
 from common.pii import mask_pii
 from deployments.vad.engine import Endpointer, SpeechEnded, SpeechPaused, SpeechResumed, SpeechStarted, VADStream
+from models.asr import AsrRequest, AsrShed
 from models.protocol import (
     CloseCode,
     ConnectParams,
@@ -90,6 +91,7 @@ class Listener:
         self._audio_s = 0.0  # caller audio received, to refuse audio far faster than real time
         self._audio_clock: float | None = None
         self.partial: asyncio.Task | None = None
+        self.partials_skipped = 0  # due while the last was still being decoded
         self._partial_at_ms = 0.0
 
     async def run(self) -> None:
@@ -136,23 +138,28 @@ class Listener:
             self._maybe_partial()
 
     def _maybe_partial(self) -> None:
-        """A partial transcript every `partial_interval_ms` of speech, one at a time."""
+        """A partial transcript every `partial_interval_ms` of speech, one at a time. When one is
+        due while the last is still being decoded, it is skipped, not deferred: a loaded ASR gets
+        at most one partial per interval from a call, and never a backlog of them."""
         interval = self._settings.partial_interval_ms
         speech_ms = self.endpointer.speech_ms
-        if not interval or speech_ms - self._partial_at_ms < interval or (self.partial and not self.partial.done()):
+        if not interval or speech_ms - self._partial_at_ms < interval:
             return
+        self._partial_at_ms = speech_ms
         if self.hearing.streams_partials:
             return  # Deepgram's interim results are the partials
-        self._partial_at_ms = speech_ms
+        if self.partial and not self.partial.done():
+            self.partials_skipped += 1
+            return
         self.partial = asyncio.create_task(self._send_partial(self.endpointer.utterance_audio()))
 
     async def _send_partial(self, audio: bytes) -> None:
+        request = AsrRequest.of(audio, self.params.locale, "partial", self.session_id)
         try:
-            result = await asyncio.wait_for(
-                self._transcribe(audio, self.params.locale), self._settings.turn_timeout_ms / 1000
-            )
-        except Exception as exc:
-            log.info("call %s: partial transcript skipped: %r", self.session_id, exc)
+            result = await asyncio.wait_for(self._transcribe(request), self._settings.turn_timeout_ms / 1000)
+        except Exception as exc:  # AsrShed: the ASR replica had turns to hear first
+            level = logging.DEBUG if isinstance(exc, AsrShed) else logging.INFO
+            log.log(level, "call %s: partial transcript skipped: %r", self.session_id, exc)
             return
         if result["text"] and self.endpointer.speaking:
             await self._channel.send_text(self.partial_event(result["text"]))
