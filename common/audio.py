@@ -52,3 +52,12 @@ def write_wav(path, pcm16: bytes, rate: int) -> None:
         w.setsampwidth(2)
         w.setframerate(rate)
         w.writeframes(pcm16)
+
+
+def trailing_silence_s(pcm: bytes, rate: int = 16000, threshold: float = 0.01) -> float:
+    """Silence after the last voiced 10 ms of a clip: the clock starts at the last speech."""
+    x = np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768
+    hop = rate // 100
+    rms = [float(np.sqrt(np.mean(x[i : i + hop] ** 2))) for i in range(0, len(x) - hop + 1, hop)]
+    voiced = [i for i, r in enumerate(rms) if r > threshold]
+    return (len(rms) - 1 - voiced[-1]) * hop / rate if voiced else 0.0
