@@ -33,15 +33,19 @@ class PiperEngine:
         self.sample_rate = self._voice.config.sample_rate
         log.info("piper voice %s loaded in %.2fs (%d Hz)", model.name, time.perf_counter() - t0, self.sample_rate)
 
-    def synthesize(self, text: str, sample_rate: int, deterministic: bool = False) -> Iterator[bytes]:
+    def synthesize(
+        self, text: str, sample_rate: int, deterministic: bool = False, length_scale: float | None = None
+    ) -> Iterator[bytes]:
         """Yield PCM s16le mono at `sample_rate`, one chunk per sentence piper finds.
 
         Piper adds random noise to each synthesis, so the same text sounds a little different
         every time. `deterministic` turns the noise off: recorded samples and test callers then
-        say exactly the same thing on every run."""
+        say exactly the same thing on every run. `length_scale` above 1 speaks slower (test
+        callers at more than one pace); None keeps the voice's own."""
         from piper import SynthesisConfig
 
-        config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0) if deterministic else None
+        noise = {"noise_scale": 0.0, "noise_w_scale": 0.0} if deterministic else {}
+        config = SynthesisConfig(length_scale=length_scale, **noise) if noise or length_scale else None
         for chunk in self._voice.synthesize(text, syn_config=config):
             yield resample(chunk.audio_int16_bytes, self.sample_rate, sample_rate)
 
