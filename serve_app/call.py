@@ -2,8 +2,9 @@
 `voice-call`: serve_app/call_cli.py), the tests and the load tests.
 
 It speaks at real-time pace like a microphone, records every event and all agent audio, and
-measures voice-to-voice latency: last caller speech sample sent to first agent audio byte
-received. A socket that drops mid-call is dialled back into the same call (call_resume.py).
+measures voice-to-voice latency: last voiced caller sample sent to first agent audio byte
+received (a clip's trailing silence is the caller waiting, so it counts). A socket that drops
+mid-call is dialled back into the same call (call_resume.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 
 import websockets
 
+from common.audio import trailing_silence_s
 from serve_app.call_resume import RESUME_FOR_S, Line
 
 FRAME_MS = 20
@@ -24,7 +26,8 @@ FRAME_MS = 20
 @dataclass
 class TurnReport:
     file: str
-    speech_end: float
+    speech_end: float  # the clip's last frame left, its trailing silence included
+    last_voiced: float  # the clip's last voiced sample left: voice-to-voice starts here
     first_audio: float | None = None
     transcript: str = ""
     agent_text: list[str] = field(default_factory=list)
@@ -32,7 +35,7 @@ class TurnReport:
 
     @property
     def latency_ms(self) -> float | None:
-        return None if self.first_audio is None else (self.first_audio - self.speech_end) * 1000
+        return None if self.first_audio is None else (self.first_audio - self.last_voiced) * 1000
 
 
 class CallClient:
@@ -205,9 +208,9 @@ async def speak_turn(client: CallClient, pcm16: bytes, label: str = "", timeout:
     frames_before = len(client.audio_frames)
     speech_end = await client.stream(pcm16)
     await client.silence_until(lambda: client.agent_idle_since(mark) or client.closed, timeout)
-    report = TurnReport(label, speech_end)
+    report = TurnReport(label, speech_end, speech_end - trailing_silence_s(pcm16, client.sample_rate))
     for at, _n in client.audio_frames[frames_before:]:
-        if at >= speech_end:
+        if at >= report.last_voiced:
             report.first_audio = at
             break
     for e in client.events[mark:]:

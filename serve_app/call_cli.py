@@ -2,7 +2,8 @@
 
 Streams each file into one call at real-time pace, silence between, like a microphone
 would; saves the agent's audio; prints transcripts, agent text and, per turn, the
-voice-to-voice latency: last caller speech sample sent to first agent audio byte received.
+voice-to-voice latency: last voiced caller sample sent to first agent audio byte received
+(a file's trailing silence counts: the caller is waiting through it).
 """
 
 from __future__ import annotations
