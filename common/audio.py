@@ -65,4 +65,3 @@ def write_wav(path, pcm16: bytes, rate: int) -> None:
         w.setsampwidth(2)
         w.setframerate(rate)
         w.writeframes(pcm16)
-
