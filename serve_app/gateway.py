@@ -15,7 +15,7 @@ from ray.serve.handle import DeploymentHandle
 
 from common.config import get_settings
 from common.logs import mask_logs_in_this_process
-from deployments.session.actor import SESSION_NAMESPACE, SessionActor
+from deployments.session.actor import SESSION_NAMESPACE, SessionActor, session_settings
 from deployments.session.store import open_store
 from deployments.tools.breaker_actor import BreakerClient, breaker_actor
 from deployments.vad.engine import SileroVAD
@@ -75,8 +75,9 @@ class Gateway:
         }
         if self._settings.session_actor_resources:  # only nodes carrying them take calls' actors
             actor_opts["resources"] = dict(self._settings.session_actor_resources)
+        for_actor = session_settings(self._settings)
         self._pool = SessionPool(
-            lambda: SessionActor.options(name=f"session-{uuid.uuid4().hex}", **actor_opts).remote(),
+            lambda: SessionActor.options(name=f"session-{uuid.uuid4().hex}", **actor_opts).remote(for_actor),
             self._settings.warm_sessions,
             self._settings.max_calls_per_replica,
             self._settings.actor_start_timeout_ms / 1000,
