@@ -67,6 +67,9 @@ def main() -> None:
     ap.add_argument("--actors", type=int, default=6, help="session actors to spawn (K)")
     ap.add_argument("--turns", type=int, default=6, help="turns given to each session actor's call")
     ap.add_argument("--num-cpus", type=int, default=4, help="Ray's logical CPUs")
+    ap.add_argument(
+        "--env", action="append", default=[], metavar="KEY=VALUE", help="env var for the session actors only"
+    )
     args = ap.parse_args()
 
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # every Ray service on 127.0.0.1
@@ -96,6 +99,9 @@ def main() -> None:
         bare = Bare.remote()
         bare_pid = ray.get(bare.ping.remote())
         opts = {"num_cpus": 0.01, "namespace": SESSION_NAMESPACE, "lifetime": "detached"}
+        if args.env:  # the job's env vars named again, whether or not Ray merges them with the actor's
+            env = {"VOICE_STORE_PATH": os.environ["VOICE_STORE_PATH"], "PYTHONPATH": source}
+            opts["runtime_env"] = {"env_vars": env | dict(kv.split("=", 1) for kv in args.env)}
         args_ = gateway_args(session_actor)
         actors = [
             SessionActor.options(name=f"session-{uuid.uuid4().hex}", **opts).remote(*args_) for _ in range(args.actors)
@@ -106,7 +112,7 @@ def main() -> None:
         time.sleep(SETTLE_S)
 
         bare_pss, bare_uss = pss_mb(bare_pid), uss_mb(bare_pid)
-        print(f"session actor from: {source}")
+        print(f"session actor from: {source}; its extra env: {args.env or 'none'}")
         print(f"bare Ray actor     pid {bare_pid:>7}  PSS {bare_pss:6.1f} MB  USS {bare_uss:6.1f} MB")
         pss, uss = [], []
         for pid in pids:
