@@ -7,14 +7,28 @@ hands back the `TurnContext` the next turn needs. Session-API commands flow the 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 
 from models.dialogue import Exchange, TurnSummary
 from models.state import SessionState
 
 TurnSource = Literal["greeting", "speech", "text", "say", "reply", "checkin", "goodbye"]
+
+
+class SessionSettings(BaseModel):
+    """The part of the platform's settings a session actor runs on, validated by the Gateway's
+    `Settings` and handed to each actor it starts, so that a process per call does not load the
+    settings machinery (pydantic-settings, `.env` parsing) to read six values."""
+
+    store_path: Path
+    store_url: SecretStr | None = None
+    state_ttl_s: int
+    max_turns: int
+    resume_window_s: float
+    session_lease_s: float
 
 
 class StartSession(BaseModel):

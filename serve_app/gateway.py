@@ -16,7 +16,7 @@ from ray.serve.handle import DeploymentHandle
 
 from common.config import get_settings
 from common.logs import mask_logs_in_this_process
-from deployments.session.actor import SESSION_NAMESPACE, SessionActor
+from deployments.session.actor import SESSION_NAMESPACE, SessionActor, session_settings
 from deployments.session.store import open_store
 from deployments.tools.breaker_actor import BreakerClient, breaker_actor
 from deployments.vad.engine import SileroVAD
@@ -79,12 +79,13 @@ class Gateway:
         }
         if self._settings.session_actor_resources:  # only nodes carrying them take calls' actors
             actor_opts["resources"] = dict(self._settings.session_actor_resources)
+        for_actor = session_settings(self._settings)
         s = self._settings
         sizer = WarmSizer(
             s.warm_sessions, s.warm_sessions_max, s.warm_window_s, s.warm_margin, s.warm_spawn_pause_ms / 1000
         )
         self._pool = SessionPool(
-            lambda: SessionActor.options(name=f"session-{uuid.uuid4().hex}", **actor_opts).remote(),
+            lambda: SessionActor.options(name=f"session-{uuid.uuid4().hex}", **actor_opts).remote(for_actor),
             s.warm_sessions,
             s.max_calls_per_replica,
             s.actor_start_timeout_ms / 1000,

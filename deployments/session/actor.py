@@ -6,8 +6,9 @@ deployment and sends the actor the turn's record when the stream closes (`TurnRe
 actor answers with what the next turn needs (`TurnContext`). Every message is a typed model
 from `models.session`.
 
-It imports nothing heavy (no torch, no models, no Serve handles): a process per call must stay
-cheap.
+It imports nothing heavy (no torch, no models, no Serve handles, not even the settings machinery:
+the Gateway hands it `SessionSettings`): a process per call must stay cheap.
+`tests/test_actor_imports.py` keeps it so; `benchmarks/actor_memory.py` measures it.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ import os
 import time
 from collections import deque
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import ray
 
-from common.config import get_settings
 from common.logs import mask_logs_in_this_process
 from deployments.session.engine import SessionEngine
 from deployments.session.lease import Verdict, verdict
@@ -29,6 +30,7 @@ from deployments.session.store import open_store
 from models.session import (
     SessionCommand,
     SessionOpened,
+    SessionSettings,
     StartSession,
     TurnContext,
     TurnFinish,
@@ -37,6 +39,9 @@ from models.session import (
 )
 from models.state import SessionState, now_ms
 
+if TYPE_CHECKING:
+    from common.config import Settings
+
 log = logging.getLogger(__name__)
 
 SESSION_NAMESPACE = "voice"  # session actors are named here, so the session API can find a live call
@@ -44,9 +49,12 @@ SESSION_NAMESPACE = "voice"  # session actors are named here, so the session API
 
 @ray.remote
 class SessionActor:
-    def __init__(self):
+    def __init__(self, settings: SessionSettings | None = None):
         mask_logs_in_this_process()
-        settings = get_settings()
+        if settings is None:  # started outside a Gateway (a test, a driver of its own): read them here
+            from common.config import get_settings
+
+            settings = session_settings(get_settings())
         self._engine = SessionEngine(open_store(settings), settings.max_turns)
         self._pending: deque[SessionCommand] = deque()
         self._wake = asyncio.Event()
@@ -178,6 +186,11 @@ class SessionActor:
     def finalize(self, reason: str) -> SessionState:
         """The last checkpoint, before `session.ended` reaches the caller."""
         return self._engine.close(reason)
+
+
+def session_settings(settings: Settings) -> SessionSettings:
+    """What a session actor needs of the platform's settings (the Gateway passes it to each one)."""
+    return SessionSettings(**settings.model_dump(include=set(SessionSettings.model_fields)))
 
 
 def _identity() -> tuple[str | None, str | None]:

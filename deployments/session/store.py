@@ -13,10 +13,13 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from common.config import Settings
 from models.state import SessionState
+
+if TYPE_CHECKING:  # not at run time: a session actor's process never loads the settings machinery
+    from common.config import Settings
+    from models.session import SessionSettings
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -43,7 +46,7 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-def open_store(settings: Settings) -> Store:
+def open_store(settings: Settings | SessionSettings) -> Store:
     """The store the settings name: Redis when `store_url` is set, else the SQLite file."""
     if settings.store_url is not None:
         from deployments.session.redis_store import RedisSessionStore
