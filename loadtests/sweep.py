@@ -24,6 +24,8 @@ import os
 import random
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -110,8 +112,27 @@ def run_sweep(driver: Driver, sampler: ProcSampler) -> dict:
             f"failures {lv['failure_kinds'] or 0}",
             flush=True,
         )
-        time.sleep(SETTLE_S)
+        settle(driver.url)
     return {"levels": levels, "pss_per_call_mb": report.per_call_mb(levels)}
+
+
+def settle(url: str, timeout_s: float = 30.0) -> None:
+    """Between levels: SETTLE_S, then until the Gateway reports its warm pool full again (where it
+    says so), so each level starts as a platform at rest would meet it."""
+    time.sleep(SETTLE_S)
+    ready = url.replace("ws://", "http://", 1).replace("wss://", "https://", 1).rsplit("/ws/", 1)[0] + "/ready"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(ready, timeout=5) as r:
+                body = json.load(r)
+        except urllib.error.HTTPError as exc:
+            body = json.load(exc)
+        except (OSError, ValueError):
+            return
+        if body.get("warm_sessions", 0) >= body.get("warm_target", 0):
+            return
+        time.sleep(0.5)
 
 
 def run_soak(driver: Driver, sampler: ProcSampler) -> dict:
@@ -156,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
 
             stop_ray()
     result["config"] = {"url": url, "turns": args.turns, "ramp_s": args.ramp_s, "seed": args.seed}
+    result["config"]["env"] = {k: v for k, v in os.environ.items() if k.startswith("VOICE_") and "KEY" not in k}
     print()
     print(report.table(result["levels"]))
     if "soak" in result:
