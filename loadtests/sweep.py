@@ -177,7 +177,11 @@ def main(argv: list[str] | None = None) -> int:
 
             stop_ray()
     result["config"] = {"url": url, "turns": args.turns, "ramp_s": args.ramp_s, "seed": args.seed}
-    result["config"]["env"] = {k: v for k, v in os.environ.items() if k.startswith("VOICE_") and "KEY" not in k}
+    result["config"]["env"] = {
+        k: v
+        for k, v in os.environ.items()
+        if k.startswith("VOICE_") and not any(w in k for w in ("KEY", "TOKEN", "SECRET"))
+    }
     print()
     print(report.table(result["levels"]))
     if "soak" in result:
