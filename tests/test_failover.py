@@ -8,6 +8,7 @@ import pytest
 
 from common.config import Settings
 from common.failover import Failover
+from deployments.tts.cache import LineCache
 from deployments.tts.deployment import TTS
 from serve_app.conversation.hearing import Hearing
 from tests.test_tools import Clock
@@ -175,7 +176,7 @@ class FakeCloud:
 
 
 class FakePiper:
-    def synthesize(self, clause, sample_rate):
+    def synthesize(self, clause, sample_rate, deterministic=False):
         yield f"piper:{clause}".encode()
 
 
@@ -183,6 +184,7 @@ def tts(cloud) -> TTS:
     """The deployment's class as Serve runs it, with fakes for the voices (no Ray, no models)."""
     engine = object.__new__(TTS.func_or_class)
     engine._piper, engine._cloud, engine._failover = FakePiper(), cloud, Failover("openai", "piper")
+    engine._lines = LineCache(0)  # no cache, nothing fixed: every sentence goes to a voice
     return engine
 
 
