@@ -119,7 +119,7 @@ def test_sampler_measures_its_own_process():
     sum(i * i for i in range(3_000_000))  # some CPU to see
     sample = sampler.sample()
     sampler.stop()
-    assert sample.pss_mb["sweep"] > 10 and sample.cpu["sweep"] > 0 and sample.platform_pss_mb() == 0
+    assert sample.pss_mb["sweep"] > 10 and sample.cpu["sweep"] > 0  # (a platform this suite started is a child too)
 
 
 def _call(i: int, v2v: list[float], typed: list[float], setup: float, failures=(), code=1000) -> CallResult:
