@@ -116,9 +116,9 @@ def run_sweep(driver: Driver, sampler: ProcSampler) -> dict:
     return {"levels": levels, "pss_per_call_mb": report.per_call_mb(levels)}
 
 
-def settle(url: str, timeout_s: float = 30.0) -> None:
-    """Between levels: SETTLE_S, then until the Gateway reports its warm pool full again (where it
-    says so), so each level starts as a platform at rest would meet it."""
+def settle(url: str, timeout_s: float = 60.0) -> None:
+    """Between levels: SETTLE_S, then until the Gateway reports its warm pool full again and is not
+    shedding (its turn window has aged out), so each level meets the platform as it is at rest."""
     time.sleep(SETTLE_S)
     ready = url.replace("ws://", "http://", 1).replace("wss://", "https://", 1).rsplit("/ws/", 1)[0] + "/ready"
     deadline = time.monotonic() + timeout_s
@@ -130,7 +130,7 @@ def settle(url: str, timeout_s: float = 30.0) -> None:
             body = json.load(exc)
         except (OSError, ValueError):
             return
-        if body.get("warm_sessions", 0) >= body.get("warm_target", 0):
+        if body.get("warm_sessions", 0) >= body.get("warm_target", 0) and not body.get("shedding"):
             return
         time.sleep(0.5)
 
