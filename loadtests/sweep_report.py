@@ -202,10 +202,11 @@ def plot(levels: list[dict], path: Path) -> None:
     lat.set(xlabel="concurrent calls", ylabel="ms", title="latency against concurrent calls", xticks=n)
     lat.legend()
     bottom = np.zeros(len(n))
-    for comp in COMPONENTS:
+    colors = plt.get_cmap("tab20").colors  # more components than tab10 has colours
+    for i, comp in enumerate(COMPONENTS):
         values = np.array([lv["cpu_pct"].get(comp, 0.0) for lv in levels])
         if values.any():
-            cpu.bar([str(x) for x in n], values, bottom=bottom, label=comp)
+            cpu.bar([str(x) for x in n], values, bottom=bottom, label=comp, color=colors[i % len(colors)])
             bottom += values
     cpu.set(xlabel="concurrent calls", ylabel="% of one core", title="CPU by component (mean over the level)")
     cpu.legend(fontsize=8)
