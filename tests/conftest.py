@@ -108,15 +108,26 @@ def platform(tmp_path_factory):
                 os.environ[k] = v
 
 
-def redeploy(platform: dict, deployment: str, env: dict[str, str] | None, switched, timeout_s: float = 120) -> None:
+def redeploy(
+    platform: dict,
+    deployment: str,
+    env: dict[str, str] | None,
+    switched,
+    timeout_s: float = 120,
+    replicas: int | None = None,
+) -> None:
     """Redeploy one deployment of the running platform with extra env (None: as configured),
-    until `switched()` has held 5 times in a row (old replicas drain during a rolling update)."""
+    until `switched()` has held 5 times in a row (old replicas drain during a rolling update).
+    `replicas` pins its replica count (a test reading one replica's state through HTTP)."""
     from serve_app import cluster
 
     config = cluster.load_config(http_port=platform["port"], env=cluster.settings_env())
     if env:
         spec = next(d for d in config["applications"][0]["deployments"] if d["name"] == deployment)
         spec["ray_actor_options"]["runtime_env"] = {"env_vars": env}
+    if replicas is not None:
+        spec = next(d for d in config["applications"][0]["deployments"] if d["name"] == deployment)
+        spec["autoscaling_config"] = {**spec["autoscaling_config"], "min_replicas": replicas, "max_replicas": replicas}
     cluster.deploy(config)
     deadline, streak = time.monotonic() + timeout_s, 0
     while streak < 5:

@@ -2,8 +2,9 @@
 adds a replica; when they hang up the extra replica goes, and a call open through both changes
 keeps being answered, never cut.
 
-Only TTS's autoscaling_config is tuned for the test (a lightweight update: no replica restarts),
-and the configured one is deployed again at the end."""
+Only TTS is redeployed for the test: its autoscaling_config tuned, and its cache of fixed lines off
+(answers to these questions are fixed lines: from the cache they stream at once and load nothing).
+The configured TTS is deployed again at the end."""
 
 from __future__ import annotations
 
@@ -45,6 +46,8 @@ def _tuned(base: dict) -> dict:
     config = copy.deepcopy(base)
     spec = next(d for d in config["applications"][0]["deployments"] if d["name"] == DEPLOYMENT)
     spec["autoscaling_config"] = dict(FAST_AUTOSCALING)
+    options = spec.setdefault("ray_actor_options", {})
+    options["runtime_env"] = {"env_vars": {"VOICE_TTS_CACHE_MB": "0"}}  # every sentence synthesized
     return config
 
 

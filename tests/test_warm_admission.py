@@ -32,8 +32,9 @@ def ready(platform) -> tuple[int, dict]:
 
 @pytest.fixture(scope="module")
 def gateway_env(platform):
-    """gateway_env(env, switched): the Gateway redeployed with `env`; as configured again after."""
-    yield lambda env, switched: redeploy(platform, "Gateway", env, switched)
+    """gateway_env(env, switched): the Gateway redeployed with `env`, one replica (the state a test
+    reads through /ready is that replica's, the one holding its calls); as configured again after."""
+    yield lambda env, switched: redeploy(platform, "Gateway", env, switched, replicas=1)
     redeploy(platform, "Gateway", None, lambda: ready(platform)[1]["warm_target"] == 2)
 
 
