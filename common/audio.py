@@ -46,6 +46,18 @@ def trailing_silence_s(pcm16: bytes, rate: int = 16000, threshold: float = 0.01)
     return float((hops - 1 - voiced[-1]) * hop / rate) if len(voiced) else 0.0
 
 
+def leading_silence_s(pcm16: bytes, rate: int = 16000, threshold: float = 0.01) -> float:
+    """Silence before the first voiced 10 ms of a clip: a barge-in's clock starts at the first speech."""
+    hop = rate // 100
+    x = np.frombuffer(pcm16, dtype=np.int16).astype(np.float32) / 32768
+    hops = len(x) // hop
+    if hops == 0:
+        return 0.0
+    rms = np.sqrt(np.mean(x[: hops * hop].reshape(hops, hop) ** 2, axis=1))
+    voiced = np.flatnonzero(rms > threshold)
+    return float(voiced[0] * hop / rate) if len(voiced) else 0.0
+
+
 def read_wav(path_or_bytes) -> tuple[bytes, int]:
     """Read a 16-bit PCM WAV, down-mixing to mono; returns (pcm16, sample_rate)."""
     src = io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, bytes) else path_or_bytes

@@ -15,10 +15,9 @@ import json
 import threading
 import time
 
-import numpy as np
 import websocket
 
-from common.audio import trailing_silence_s
+from common.audio import leading_silence_s, trailing_silence_s
 
 RATE = 16000
 FRAME_BYTES = RATE * 20 // 1000 * 2
@@ -32,16 +31,6 @@ class TurnFailed(Exception):
 
 class NotABargeIn(Exception):
     pass
-
-
-def onset_s(pcm: bytes, rate: int = RATE, threshold: float = 0.01) -> float:
-    """Silence before the first voiced 10 ms: a barge-in's clock starts at the first speech."""
-    hop = rate // 100
-    x = np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768
-    for i in range(0, len(x) - hop + 1, hop):
-        if float(np.sqrt(np.mean(x[i : i + hop] ** 2))) > threshold:
-            return i / rate
-    return 0.0
 
 
 class Call:
@@ -109,7 +98,7 @@ class Call:
         time.sleep(CUT_IN_AFTER_S)
         mark = len(self.events)
         start, end = self.speak(pcm)
-        onset, last_voiced = start + onset_s(pcm), end - trailing_silence_s(pcm, RATE)
+        onset, last_voiced = start + leading_silence_s(pcm, RATE), end - trailing_silence_s(pcm, RATE)
         try:
             answer: float | TurnFailed = self._answer_ms(mark, last_voiced, timeout)
         except TurnFailed as exc:

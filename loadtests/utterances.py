@@ -21,9 +21,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from common.audio import read_wav, resample, trailing_silence_s, write_wav
+from common.audio import leading_silence_s, read_wav, resample, trailing_silence_s, write_wav
 
 RATE = 16000
 PAUSE_S = 0.45
@@ -107,10 +105,6 @@ def splice(parts: list[bytes], pause_s: float, rate: int = RATE) -> bytes:
         end = len(pcm) - (0 if i == len(parts) - 1 else _bytes(trailing_silence_s(pcm, rate), rate))
         pieces.append(pcm[start:end])
     return gap.join(pieces)
-
-
-def leading_silence_s(pcm16: bytes, rate: int = RATE) -> float:
-    return trailing_silence_s(np.frombuffer(pcm16, dtype=np.int16)[::-1].tobytes(), rate)
 
 
 def _bytes(seconds: float, rate: int) -> int:

@@ -9,11 +9,11 @@ import math
 import numpy as np
 import pytest
 
-from common.audio import trailing_silence_s
+from common.audio import leading_silence_s, trailing_silence_s
 from loadtests import sweep_report as report
 from loadtests.callers import CallResult, TurnResult, last_voiced_at, plan_turns, reply_first_audio
 from loadtests.procstats import ProcSampler, Sample, component
-from loadtests.utterances import PAUSE_S, TYPED_TURNS, leading_silence_s, load_utterances, splice
+from loadtests.utterances import PAUSE_S, TYPED_TURNS, load_utterances, splice
 
 RATE = 16000
 
