@@ -33,29 +33,26 @@ class StreamResampler:
         return self._stream.resample_chunk(samples, last=last).tobytes()
 
 
-def trailing_silence_s(pcm16: bytes, rate: int = 16000, threshold: float = 0.01) -> float:
-    """Silence after the last voiced 10 ms of a clip: a caller's voice-to-voice clock starts at the
-    last speech, not at the end of the clip's tail."""
+def _voiced_hops(pcm16: bytes, rate: int, threshold: float) -> tuple[np.ndarray, int]:
+    """Indices of the 10 ms hops louder than `threshold` (RMS), and how many whole hops there are."""
     hop = rate // 100
     x = np.frombuffer(pcm16, dtype=np.int16).astype(np.float32) / 32768
     hops = len(x) // hop
-    if hops == 0:
-        return 0.0
-    rms = np.sqrt(np.mean(x[: hops * hop].reshape(hops, hop) ** 2, axis=1))
-    voiced = np.flatnonzero(rms > threshold)
-    return float((hops - 1 - voiced[-1]) * hop / rate) if len(voiced) else 0.0
+    rms = np.sqrt(np.mean(x[: hops * hop].reshape(hops, hop) ** 2, axis=1)) if hops else np.zeros(0)
+    return np.flatnonzero(rms > threshold), hops
+
+
+def trailing_silence_s(pcm16: bytes, rate: int = 16000, threshold: float = 0.01) -> float:
+    """Silence after the last voiced 10 ms of a clip: a caller's voice-to-voice clock starts at the
+    last speech, not at the end of the clip's tail."""
+    voiced, hops = _voiced_hops(pcm16, rate, threshold)
+    return float((hops - 1 - voiced[-1]) * (rate // 100) / rate) if len(voiced) else 0.0
 
 
 def leading_silence_s(pcm16: bytes, rate: int = 16000, threshold: float = 0.01) -> float:
     """Silence before the first voiced 10 ms of a clip: a barge-in's clock starts at the first speech."""
-    hop = rate // 100
-    x = np.frombuffer(pcm16, dtype=np.int16).astype(np.float32) / 32768
-    hops = len(x) // hop
-    if hops == 0:
-        return 0.0
-    rms = np.sqrt(np.mean(x[: hops * hop].reshape(hops, hop) ** 2, axis=1))
-    voiced = np.flatnonzero(rms > threshold)
-    return float(voiced[0] * hop / rate) if len(voiced) else 0.0
+    voiced, _ = _voiced_hops(pcm16, rate, threshold)
+    return float(voiced[0] * (rate // 100) / rate) if len(voiced) else 0.0
 
 
 def read_wav(path_or_bytes) -> tuple[bytes, int]:
