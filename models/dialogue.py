@@ -25,6 +25,7 @@ class DialogueRequest(BaseModel):
     history: list[Exchange] = Field(default_factory=list)
     turn_id: int | None = None  # the Gateway's number for the turn: a retried turn runs no side effect twice
     run_ahead: bool = False  # the caller may not have finished: refuse anything that cannot be taken back
+    from_caller: bool = True  # the caller's words (not a session-API instruction): may answer the recording notice
 
 
 class Sentence(BaseModel):
@@ -47,6 +48,8 @@ class TurnSummary(BaseModel):
     sensitive: bool = False  # the caller said a secret (a PIN): keep the transcript out of the store
     kb_confidence: float | None = None
     refused: bool = False  # a turn run ahead that needs a tool or a human: run it at the endpoint
+    model: str | None = None  # the language model that answered (the OpenAI engine), for the trace
+    usage: dict[str, int] | None = None  # its tokens over the turn: input, output, total
 
     @property
     def end_reason(self) -> Literal["escalated", "max_turns", "agent_hangup"] | None:

@@ -80,6 +80,9 @@ class SessionState(BaseModel):
     auth_failures: int = 0
     auth_locked: bool = False
     consecutive_failures: int = 0
+    # The caller's answer to the recording notice (deployments/policy/consent.py): None, no notice
+    # said; `declined`: the call goes on, and its words are never stored (`recorded_copy`).
+    consent: Literal["pending", "given", "declined"] | None = None
     turns: list[TurnState] = Field(default_factory=list)
     events: list[CallEvent] = Field(default_factory=list)
     slots: dict[str, Any] = Field(default_factory=dict)
@@ -99,3 +102,12 @@ class SessionState(BaseModel):
     @property
     def next_turn_id(self) -> int:
         return len(self.turns)
+
+    def recorded_copy(self) -> SessionState:
+        """The state as it may be stored: as is, or after a declined consent without a word the
+        caller or the agent said (turns keep their ids, times, intents and tool outcomes)."""
+        if self.consent != "declined":
+            return self
+        kept = self.model_copy()
+        kept.turns = [t.model_copy(update={"transcript": "", "reply": []}) for t in self.turns]
+        return kept

@@ -20,6 +20,7 @@ from typing import Any
 from common.config import Settings
 from models.protocol import CloseCode, event
 from models.session import SessionOpened, StartSession
+from serve_app.call_metrics import CallMeters
 from serve_app.conversation.call import Call
 from serve_app.deadlines import Deadlines, StageTimeout, within
 from serve_app.load_shed import LoadShedder
@@ -31,8 +32,10 @@ MakeCall = Callable[..., Call]  # (ws, params, actor, opened, resumed) -> Call
 
 
 class Calls:
-    def __init__(self, settings: Settings, pool: SessionPool, make_call: MakeCall, metrics: dict, shedder: LoadShedder):
-        self._settings, self._pool, self._make_call, self._metrics = settings, pool, make_call, metrics
+    def __init__(
+        self, settings: Settings, pool: SessionPool, make_call: MakeCall, meters: CallMeters, shedder: LoadShedder
+    ):
+        self._settings, self._pool, self._make_call, self._meters = settings, pool, make_call, meters
         self._shedder = shedder
         self._dl = Deadlines.from_settings(settings)
         self.live: set[Call] = set()
@@ -59,7 +62,7 @@ class Calls:
             session_id = opened.state.session_id
         reason, handler, started = "server_error", None, resuming is not None
         try:  # from here on, whatever happens (cancellation included), the line is given back
-            self._metrics["active"].set(self._pool.active)
+            self._meters.active(self._pool.active)
             if resuming is not None:
                 await ws.accept()
             else:
@@ -103,8 +106,8 @@ class Calls:
                 self._pool.detach(actor)
             else:
                 self._pool.release(actor)  # kills the actor: never skipped, never waits on it
-            self._metrics["active"].set(self._pool.active)
-            self._metrics["calls"].inc(tags={"reason": reason})
+            self._meters.active(self._pool.active)
+            self._meters.ended(reason)
             log.info("call %s ended: %s", session_id, reason)
 
     def drain(self) -> None:
@@ -118,14 +121,14 @@ class Calls:
 
     async def _try_later(self, ws, reason: str, why) -> None:
         """Refused for now (1013): every line busy, no warm session actor in time, or shedding load."""
-        self._metrics["rejected"].inc(tags={"code": reason})
+        self._meters.rejected(reason)
         log.info("call refused (%s): %s", reason, why)
         await ws.send_text(event("session.ended", reason=reason, message=str(why)))
         await ws.close(code=CloseCode.AT_CAPACITY, reason=reason.replace("_", " "))
 
     async def _refuse(self, ws, reason: str, exc: Exception) -> None:
         """No session actor could be had in time: the caller is told, the call ends (1013: try again)."""
-        self._metrics["rejected"].inc(tags={"code": reason})
+        self._meters.rejected(reason)
         log.warning("call refused (%s): %r", reason, exc)
         code = CloseCode.AT_CAPACITY if reason == "start_timeout" else CloseCode.SERVER_ERROR
         try:

@@ -17,7 +17,7 @@ import urllib.request
 
 from common.config import ConfigError, load_settings
 from common.logs import mask_logs_in_this_process
-from serve_app import cluster, customers_cli, local_ray, session_cli, store_redis
+from serve_app import cluster, customers_cli, governance_cli, local_ray, session_cli, store_redis
 
 
 def _export_dotenv() -> None:
@@ -183,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("down", help="shut the platform and Ray down").set_defaults(func=down)
     sub.add_parser("status", help="is the platform up and ready?").set_defaults(func=status)
     customers_cli.add_parser(sub)
+    governance_cli.add_parsers(sub)
     session_cli.add_parser(sub)
     secrets = sub.add_parser("secrets", help="secrets for the replicas (never in the runtime_env)")
     push = secrets.add_subparsers(dest="action", required=True).add_parser(

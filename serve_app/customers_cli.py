@@ -1,6 +1,7 @@
 """`voice-agent customers unlock ID`: lift a customer's PIN lockout (audited).
 `voice-agent customers show ID`: what the customer's calls left behind (lock, failed PINs in
 the window, last order, preferred locale), masked, never the PIN.
+`voice-agent customers forget ID`: see `governance_cli.py`.
 
 ID is a customer id (`cust-demo-alice`) or a caller id (`demo-alice`). Works on the configured
 stores directly (the support backend at VOICE_SUPPORT_DB_PATH, the state store's `customers`
@@ -17,6 +18,7 @@ import getpass
 import sys
 
 from common.pii import mask_pii
+from serve_app import governance_cli
 
 
 def add_parser(sub) -> None:
@@ -28,29 +30,22 @@ def add_parser(sub) -> None:
     show_p = actions.add_parser("show", help="a customer's cross-call state (masked, never the PIN)")
     show_p.add_argument("id", help="customer id or caller id")
     show_p.set_defaults(func=show)
+    governance_cli.add_forget(actions)
 
 
 def _guard():
     """The PIN guard over the configured stores, or an exit code."""
-    from common.config import ConfigError, load_settings
-    from deployments.state import open_state
     from deployments.state.parts import PinLockout
     from deployments.tools.pin_guard import PinGuard
     from deployments.tools.support_store import SupportStore
 
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        print(f"voice-agent: {exc}", file=sys.stderr)
-        return 2
+    opened = governance_cli.open_configured(sessions=False)
+    if isinstance(opened, int):
+        return opened
+    settings, state = opened
     if not settings.support_db_path.exists():
         print(f"voice-agent: no support store at {settings.support_db_path} (VOICE_SUPPORT_DB_PATH)", file=sys.stderr)
         return 1
-    try:
-        state = open_state(settings)
-    except Exception as exc:  # Redis unreachable: name it, no traceback
-        print(f"voice-agent: the state store is unreachable: {exc}", file=sys.stderr)
-        return 2
     lockout = PinLockout(settings.pin_max_failures, settings.pin_failure_window_s, settings.pin_lockout_s)
     return PinGuard(SupportStore(settings.support_db_path, seed_demo=False), state.customers, state.audit, lockout)
 

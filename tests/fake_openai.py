@@ -2,7 +2,9 @@
 
 Only a stand-in for the cloud we cannot reach: each response is scripted by the test, and
 chunks are shaped exactly like the real API's (`chat.completion.chunk`, `delta.content`,
-`delta.tool_calls` with index/id/function name and argument fragments, `[DONE]`).
+`delta.tool_calls` with index/id/function name and argument fragments, a last `usage` chunk
+with no choices when `stream_options.include_usage` asks for it, `[DONE]`). Token counts are
+words, stand-ins for a tokenizer's.
 """
 
 from __future__ import annotations
@@ -88,6 +90,11 @@ class FakeChatServer:
                 for i in range(0, len(args), 5):
                     await send({"tool_calls": [{"index": index, "function": {"arguments": args[i : i + 5]}}]})
             await send({}, "tool_calls")
+        if (body.get("stream_options") or {}).get("include_usage"):  # as the real API: one last chunk, no choices
+            prompt = sum(len(str(m.get("content") or "").split()) for m in body["messages"])
+            completion = max(1, len(json.dumps(answer).split()))
+            usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+            await resp.write(f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\n".encode())
         await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
         return resp

@@ -164,6 +164,7 @@ async def test_health_and_ready(platform):
         assert json.loads(r.read()) == {
             "status": "ok",
             "providers": {"asr": "whisper", "tts": "piper", "dialogue": "local"},
+            "tracing": "off",
             "preemptive_ms": 100,
             "output_frame_ms": 100,
         }

@@ -78,6 +78,10 @@ async def test_two_call_tool_flow_authenticates_and_reads_the_order(store):
         "order_status",
     ]
     assert [m["tool_call_id"] for m in second[-2:]] == ["call_1_0", "call_1_1"]
+    # the trace's generation: the model, and the tokens of both completions (each stream's last chunk)
+    assert all(req["stream_options"] == {"include_usage": True} for req in server.requests)
+    assert r.model == "test-model" and r.usage["total"] == r.usage["input"] + r.usage["output"]
+    assert r.usage["input"] > len(SYSTEM_PROMPT.split()) * 2  # two prompts, each with the system prompt
 
 
 async def test_account_tools_refuse_without_authentication(store, state):

@@ -17,7 +17,8 @@ from deployments.session.redis_store import RedisSessionStore
 from deployments.session.store import SessionStore
 from deployments.state import open_state, state_path
 from deployments.state.parts import PinLockout
-from deployments.state.redis_parts import AUDIT_KEY, RedisCustomers
+from deployments.state.redis_audit import AUDIT_KEY
+from deployments.state.redis_parts import RedisCustomers
 from deployments.state.sqlite import Db, SqliteCustomers
 
 POLICY = PinLockout(max_failures=3, window_s=900, lockout_s=900)

@@ -20,14 +20,18 @@ from ray.serve.handle import DeploymentHandle
 
 from common.config import Settings, get_settings
 from common.logs import mask_logs_in_this_process
+from common.metrics import Meters
 from deployments.dialogue.engine import GREETING, IntentClassifier
+from deployments.dialogue.fixed_lines import notice_lines
 from deployments.dialogue.remember import to_remember
 from deployments.dialogue.support import SupportAgent, TurnResult
 from deployments.dialogue.tools import support_router
 from deployments.knowledge.engine import KnowledgeBase
+from deployments.policy.consent import DECLINED_REPLY, carries_request, consent_after
 from deployments.policy.engine import PolicyEngine
 from deployments.policy.escalation import EscalationClassifier
 from deployments.state import open_state
+from deployments.state.retention_actor import retention_actor
 from deployments.tools.breaker_actor import BreakerClient, breaker_actor
 from deployments.tools.router import NoToolsRouter, RunAheadRefused, ToolRouter
 from deployments.tools.support_store import SupportStore
@@ -47,7 +51,12 @@ class Dialogue:
         breakers = BreakerClient(
             breaker_actor(settings.breaker_failure_threshold, settings.breaker_recovery_s), ttl_s=1.0
         )
-        self._router = support_router(self._store, self._state, breakers, cache_ttl_s=settings.tool_cache_ttl_s)
+        self._retention = retention_actor()  # the cluster's retention purge: started by the first replica
+        self._meters = Meters("voice_tool_calls_total", "voice_tool_failures_total", "voice_escalations_total")
+        self._router = support_router(
+            self._store, self._state, breakers, cache_ttl_s=settings.tool_cache_ttl_s, on_call=self._tool_called
+        )
+        self._meters.allowed["tool"] = self._router.names
         self._kb = KnowledgeBase(settings.kb_store_path, self._embed_many)
         n = await self._kb.sync_folder(settings.kb_docs_path)
         if n is not None:
@@ -56,6 +65,12 @@ class Dialogue:
         self._engine_ahead = copy.copy(self._engine)  # same engine, tools refused: for turns run ahead
         self._engine_ahead._tools = NoToolsRouter(self._router)
         self._last: tuple[str, list[float]] | None = None
+        self._notice = notice_lines(settings.consent_notice_on, settings.consent_notice)
+
+    def _tool_called(self, tool: str, failed: bool) -> None:
+        self._meters.inc("voice_tool_calls_total", {"tool": tool})
+        if failed:
+            self._meters.inc("voice_tool_failures_total", {"tool": tool})
 
     async def _embed_many(self, texts: list[str]) -> list[list[float]]:
         """Intent routing and the knowledge base both embed the turn's text: the second asks
@@ -76,6 +91,14 @@ class Dialogue:
         result, started, first = None, time.monotonic(), True
         engine = self._engine_ahead if request.run_ahead else self._engine
         history = [e.model_dump() for e in request.history]
+        consent = consent_after(request.memory.get("consent"), request.transcript) if request.from_caller else None
+        if consent == "declined":  # said first, then the request it came with, if any
+            first = False
+            yield Sentence(text=DECLINED_REPLY, engine_ms=round((time.monotonic() - started) * 1000, 1))
+            if not carries_request(request.transcript):
+                yield Sentence(text=GREETING[-1])
+                yield TurnSummary(intent="consent_declined", score=1.0, memory={**request.memory, "consent": consent})
+                return
         try:
             stream = engine.stream(
                 request.transcript, request.memory, request.session_id, request.caller_id, history, request.turn_id
@@ -95,21 +118,27 @@ class Dialogue:
             yield TurnSummary(refused=True)
             return
         if result.escalate:
+            self._meters.inc("voice_escalations_total", {"reason": result.escalate})
             intent = {"intent": result.intent}
             await asyncio.to_thread(
                 self._state.audit.record, request.session_id, "escalation", result.escalate, "escalated", 0.0, intent
             )
         await self._remember(result)
+        memory = result.memory if consent is None else {**(result.memory or request.memory), "consent": consent}
+        if result.tool_results or result.escalate:
+            await self._link(request, result)
         yield TurnSummary(
             intent=result.intent,
             score=result.score,
             end_call=result.end_call,
             escalate=result.escalate,
-            memory=result.memory,
+            memory=memory,
             policy=result.policy,
             tool_results=result.tool_results,
             sensitive=result.sensitive,
             kb_confidence=result.kb_confidence,
+            model=result.model,
+            usage=result.usage,
         )
 
     async def _remember(self, result: TurnResult) -> None:
@@ -120,10 +149,20 @@ class Dialogue:
             except Exception as exc:
                 log.warning("could not remember customer state: %r", exc)
 
+    async def _link(self, request: DialogueRequest, result: TurnResult) -> None:
+        """Tie the session's audit entries to its caller and customer (by digest), so that
+        `voice-agent customers forget` finds them after the call state has expired."""
+        customer_id = (result.memory or {}).get("customer_id")
+        try:
+            await asyncio.to_thread(self._state.audit.link, request.session_id, request.caller_id, customer_id)
+        except Exception as exc:
+            log.warning("could not link the audit entries of a call: %r", exc)
+
     async def greeting(self) -> AsyncIterator[Sentence | TurnSummary]:
-        for sentence in GREETING:
+        """The recording notice first when it is on (the caller's next turn answers it)."""
+        for sentence in [*self._notice, *GREETING]:
             yield Sentence(text=sentence)
-        yield TurnSummary(intent="greeting", score=1.0)
+        yield TurnSummary(intent="greeting", score=1.0, memory={"consent": "pending"} if self._notice else None)
 
 
 async def build_engine(settings: Settings, router: ToolRouter, kb: KnowledgeBase, embed_many):

@@ -13,11 +13,24 @@ from pathlib import Path
 from deployments.dialogue.engine import GREETING
 from deployments.dialogue.knowledge_answers import NOT_SURE
 from deployments.dialogue.support import CANNED, HANDOFF, PIN_PROMPT, REFUSAL, VERIFY_FIRST
+from deployments.dialogue.text import split_sentences
 from deployments.knowledge.engine import chunk_markdown, spoken_sentences
+from deployments.policy.consent import DECLINED_REPLY
 
 # Said at a call's start or at a turn nearly every call reaches: made when a TTS replica starts,
 # so the first caller already hears them from the cache.
 PREWARM = [*GREETING, *VERIFY_FIRST.values(), PIN_PROMPT, *HANDOFF.values()]
+
+
+def notice_lines(on: bool, notice: str) -> list[str]:
+    """The recording notice's sentences (VOICE_CONSENT_NOTICE_ON, VOICE_CONSENT_NOTICE), said before
+    the greeting: a fixed line from the operator's configuration, never from a caller."""
+    return split_sentences(notice) if on else []
+
+
+def prewarm_lines(notice: list[str] = ()) -> list[str]:
+    """What a TTS replica makes at start: the notice and the lines of `PREWARM`."""
+    return [*notice, *PREWARM]
 
 
 def knowledge_lines(kb_docs_path: Path | str | None) -> list[str]:
@@ -32,7 +45,9 @@ def knowledge_lines(kb_docs_path: Path | str | None) -> list[str]:
     ]
 
 
-def fixed_lines(kb_docs_path: Path | str | None = None) -> list[str]:
-    """The agent's fixed lines: greeting, PIN prompts, hand-offs, canned replies, refusals, and
-    the knowledge base's answers from the documents in `kb_docs_path`."""
-    return [*PREWARM, *CANNED.values(), REFUSAL, *NOT_SURE, *knowledge_lines(kb_docs_path)]
+def fixed_lines(kb_docs_path: Path | str | None = None, notice: list[str] = ()) -> list[str]:
+    """The agent's fixed lines: the recording notice and its decline's answer, greeting, PIN
+    prompts, hand-offs, canned replies, refusals, and the knowledge base's answers from the
+    documents in `kb_docs_path`."""
+    lines = [*prewarm_lines(notice), DECLINED_REPLY, *CANNED.values(), REFUSAL, *NOT_SURE]
+    return [*lines, *knowledge_lines(kb_docs_path)]

@@ -110,7 +110,7 @@ class OpenAIDialogueEngine:
     ) -> AsyncIterator:
         """Yield reply sentences as the model produces them, then the TurnResult."""
         m = copy.deepcopy({**MEMORY_DEFAULTS, **(memory or {})})
-        r = TurnResult([], "llm", m, turn_id=turn_id)
+        r = TurnResult([], "llm", m, turn_id=turn_id, model=self._model)
         wants_human = bool(self._wants_human and await self._wants_human(text))
         ctx = PolicyContext(m["authenticated"], m["auth_locked"], False, m["consecutive_failures"], wants_human)
         r.policy = self._policy.decide(text, ctx)
@@ -130,7 +130,7 @@ class OpenAIDialogueEngine:
             for step in range(self._max_steps + 1):
                 offer_tools = step < self._max_steps  # the last call must answer in words
                 tool_calls = []
-                async for item in self._completion(messages, tools=offer_tools):
+                async for item in self._completion(messages, offer_tools, r):
                     if isinstance(item, str):
                         r.sentences.append(item)
                         yield item
@@ -163,12 +163,17 @@ class OpenAIDialogueEngine:
         r.memory["consecutive_failures"] = 0 if r.sentences else r.memory["consecutive_failures"] + 1
         yield r
 
-    async def _completion(self, messages: list[dict], tools: bool) -> AsyncIterator:
-        """Stream one completion: sentences (str) as they complete, then the tool calls (list)."""
+    async def _completion(self, messages: list[dict], tools: bool, r: TurnResult) -> AsyncIterator:
+        """Stream one completion: sentences (str) as they complete, then the tool calls (list); its
+        token usage (the stream's last chunk, when the server sends one) is added to the turn's."""
         kwargs = {"tools": TOOL_SCHEMAS} if tools else {}
-        stream = await self._client.chat.completions.create(model=self._model, messages=messages, stream=True, **kwargs)
+        stream = await self._client.chat.completions.create(
+            model=self._model, messages=messages, stream=True, stream_options={"include_usage": True}, **kwargs
+        )
         buffer, calls = "", {}
         async for chunk in stream:
+            if getattr(chunk, "usage", None) is not None:
+                add_usage(r, chunk.usage)
             if not chunk.choices:
                 continue
             delta = chunk.choices[0].delta
@@ -242,3 +247,12 @@ class OpenAIDialogueEngine:
             return result.output if result.ok else {"error": result.error}
         r.tool_results.append(ToolResult(tool=name, ok=False, error="unknown_tool"))
         return {"error": f"unknown tool {name}"}
+
+
+def add_usage(r: TurnResult, usage) -> None:
+    """A completion's tokens added to the turn's, in Langfuse's usage names."""
+    total = r.usage if r.usage is not None else {"input": 0, "output": 0, "total": 0}
+    total["input"] += usage.prompt_tokens or 0
+    total["output"] += usage.completion_tokens or 0
+    total["total"] += usage.total_tokens or 0
+    r.usage = total

@@ -79,6 +79,8 @@ class TurnResult:
     sensitive: bool = False  # the caller said a secret (a PIN): keep the transcript out of the store
     kb_confidence: float | None = None
     turn_id: int | None = None  # the Gateway's number for the turn: a side effect runs once per turn
+    model: str | None = None  # the language model that answered, if one did (the trace's generation)
+    usage: dict[str, int] | None = None  # its tokens over the turn
 
     def say(self, *sentences: str) -> TurnResult:
         self.sentences.extend(sentences)

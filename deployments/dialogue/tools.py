@@ -62,8 +62,11 @@ def support_tools(store: SupportStore, pins: PinGuard, cache_ttl_s: float = 60.0
     ]
 
 
-def support_router(store: SupportStore, state, breaker, pins: PinGuard | None = None, cache_ttl_s: float = 60.0):
+def support_router(
+    store: SupportStore, state, breaker, pins: PinGuard | None = None, cache_ttl_s: float = 60.0, on_call=None
+):
     """The support tools behind the router, over the backend and the state store's parts
-    (`state`: deployments.state.State). `pins`: None guards PINs with the VOICE_PIN_* settings."""
+    (`state`: deployments.state.State). `pins`: None guards PINs with the VOICE_PIN_* settings.
+    `on_call(tool, failed)`: the router's metrics hook."""
     pins = pins or PinGuard(store, state.customers, state.audit)
-    return ToolRouter(support_tools(store, pins, cache_ttl_s), breaker, state)
+    return ToolRouter(support_tools(store, pins, cache_ttl_s), breaker, state, on_call=on_call)

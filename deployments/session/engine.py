@@ -26,6 +26,7 @@ MEMORY_FIELDS = (
     "consecutive_failures",
     "slots",
     "locale",  # read only: remembered per customer as their preferred language
+    "consent",  # the recording notice's answer: declined, the call's words are never stored
 )
 
 
@@ -201,5 +202,11 @@ class SessionEngine:
         return self.state
 
     def checkpoint(self) -> None:
+        """Save the state; after a declined consent without the call's words (every turn's,
+        earlier ones too: the whole state is rewritten)."""
         self.state.updated_at_ms = now_ms()
-        self._store.save(self.state)
+        stored = self.state.recorded_copy()
+        try:
+            self._store.save(stored)
+        finally:
+            self.state.revision = stored.revision

@@ -45,6 +45,15 @@ class Store(Protocol):
 
     def close(self) -> None: ...
 
+    # Governance (deployments/state/governance.py): retention and a customer's right to be forgotten.
+    def purge(self, before_ms: int) -> int:
+        """Delete the calls last written before `before_ms`; how many."""
+
+    def find(self, caller_id: str | None, customer_id: str | None) -> set[str]:
+        """The calls of this caller or signed in as this customer."""
+
+    def delete(self, session_ids: set[str]) -> int: ...
+
 
 def open_store(settings: Settings | SessionSettings) -> Store:
     """The store the settings name: Redis when `store_url` is set, else the SQLite file."""
@@ -99,6 +108,20 @@ class SessionStore:
                 (session_id, _now_ms() - self._ttl_ms),
             ).fetchone()
         return SessionState.model_validate_json(row[0]) if row else None
+
+    def purge(self, before_ms: int) -> int:
+        with self._lock:
+            return self._conn.execute("DELETE FROM sessions WHERE updated_at_ms < ?", (before_ms,)).rowcount
+
+    def find(self, caller_id: str | None, customer_id: str | None) -> set[str]:
+        q = "SELECT session_id FROM sessions WHERE caller_id=? OR json_extract(state, '$.customer_id')=?"
+        with self._lock:
+            return {r[0] for r in self._conn.execute(q, (caller_id or None, customer_id or None))}
+
+    def delete(self, session_ids: set[str]) -> int:
+        with self._lock:
+            cur = self._conn.executemany("DELETE FROM sessions WHERE session_id=?", [(i,) for i in session_ids])
+            return cur.rowcount
 
     def close(self) -> None:
         with self._lock:

@@ -43,7 +43,7 @@ def open_state(settings: Settings, sessions: bool = False) -> State:
     ttls = dict(
         journal_ttl_s=settings.state_ttl_s,
         customer_ttl_s=settings.customer_state_ttl_s,
-        audit_retention_s=settings.audit_retention_days * DAY_S,
+        audit_retention_s=settings.retention_days * DAY_S,
     )
     if settings.store_url is not None:
         state = redis_state(settings.store_url.get_secret_value(), **ttls)
@@ -57,7 +57,8 @@ def open_state(settings: Settings, sessions: bool = False) -> State:
 def sqlite_state(
     path: Path | str, journal_ttl_s: float = DAY_S, customer_ttl_s: float = 90 * DAY_S, audit_retention_s=30 * DAY_S
 ) -> State:
-    from deployments.state.sqlite import Db, SqliteAudit, SqliteCache, SqliteCustomers, SqliteWorkflow
+    from deployments.state.sqlite import Db, SqliteCache, SqliteCustomers, SqliteWorkflow
+    from deployments.state.sqlite_audit import SqliteAudit
 
     path = Path(path)
     db = Db(path / "state.db" if path.suffix != ".db" else path)
@@ -73,7 +74,8 @@ def sqlite_state(
 def redis_state(
     url: str, journal_ttl_s: float = DAY_S, customer_ttl_s: float = 90 * DAY_S, audit_retention_s=30 * DAY_S
 ) -> State:
-    from deployments.state.redis_parts import RedisAudit, RedisCache, RedisCustomers, RedisWorkflow, connect
+    from deployments.state.redis_audit import RedisAudit
+    from deployments.state.redis_parts import RedisCache, RedisCustomers, RedisWorkflow, connect
 
     client = connect(url)
     return State(

@@ -14,6 +14,8 @@ The PIN decision itself (`decide_pin`) is pure and shared; each backend runs it 
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -107,13 +109,35 @@ class Customers(Protocol):
 
     def remember(self, customer_id: str, last_order: str | None = None, locale: str | None = None) -> None: ...
 
+    def forget(self, customer_id: str) -> bool:
+        """Delete the customer's cross-call state; whether there was any."""
+
 
 class Audit(Protocol):
     def record(self, session_id: str, kind: str, name: str, outcome: str, latency_ms: float, detail: dict) -> None:
         """Masked before it is stored."""
 
-    def read(self, session_id: str | None = None) -> list[dict]:
+    def read(self, session_id: str | None = None, since_ms: int | None = None) -> list[dict]:
         """Oldest first: at_ms, session_id, kind, name, outcome, latency_ms, detail (JSON text)."""
+
+    def link(self, session_id: str, *identities: str) -> None:
+        """This audited session is these callers' or customers' (kept hashed, as long as the entries):
+        their entries can be found once the call state itself has expired."""
+
+    def sessions_of(self, *identities: str) -> set[str]: ...
+
+    def unlink(self, *identities: str) -> None: ...
+
+    def anonymise(self, rewrite: Callable[[dict], dict | None]) -> int:
+        """Replace each entry `rewrite` answers for (time and order kept); how many."""
+
+    def purge(self, before_ms: int) -> int:
+        """Delete entries (and links) older than `before_ms`; how many entries."""
 
 
 AUDIT_FIELDS = ("at_ms", "session_id", "kind", "name", "outcome", "latency_ms", "detail")
+
+
+def subject(identity: str) -> str:
+    """A caller's or customer's id as the audit links keep it: a digest, never the id itself."""
+    return hashlib.sha256(f"voice-subject:{identity}".encode()).hexdigest()[:32]

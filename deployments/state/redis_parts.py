@@ -2,7 +2,7 @@
 
 Layout (the README's "State store" section): `voice:journal:<key>` and `voice:cache:<key>`
 are JSON strings with an expiry; `voice:customer:<id>` is a hash renewed for its TTL at each
-write; `voice:audit` is one stream, trimmed to the retention (and a length cap) at each add.
+write; the audit trail's stream is in `redis_audit.py`.
 What reads before it writes runs as one Lua script, so two nodes never interleave.
 """
 
@@ -13,12 +13,9 @@ import time
 
 import redis
 
-from common.pii import mask_pii
-from deployments.state.parts import AUDIT_FIELDS, CustomerState, JournalEntry, PinAttempt, PinLockout
+from deployments.state.parts import CustomerState, JournalEntry, PinAttempt, PinLockout
 
 PREFIX = "voice:"
-AUDIT_KEY = PREFIX + "audit"
-AUDIT_MAX_ENTRIES = 1_000_000  # a cap beside the retention, so a flood cannot fill the server
 
 # KEYS[1]: the journal key. Only a pending claim is dropped: a done entry stays.
 _ABANDON = """
@@ -144,6 +141,9 @@ class RedisCustomers:
             pipe.expire(self._key(customer_id), self._ttl_s)
             pipe.execute()
 
+    def forget(self, customer_id: str) -> bool:
+        return bool(self._r.delete(self._key(customer_id)))
+
     @staticmethod
     def _key(customer_id: str) -> str:
         return PREFIX + "customer:" + customer_id
@@ -161,27 +161,3 @@ def _state(customer_id: str, raw: dict) -> CustomerState | None:
         v.get("locale") or None,
         int(v.get("updated_at_ms", 0)),
     )
-
-
-class RedisAudit:
-    def __init__(self, client: redis.Redis, retention_s: float, max_entries: int = AUDIT_MAX_ENTRIES):
-        self._r, self._retention_ms, self._max = client, int(retention_s * 1000), max_entries
-
-    def record(self, session_id: str, kind: str, name: str, outcome: str, latency_ms: float, detail: dict) -> None:
-        now = _now_ms()
-        row = (now, session_id, kind, name, mask_pii(outcome), latency_ms, mask_pii(json.dumps(detail)))
-        with self._r.pipeline() as pipe:
-            entry = dict(zip(AUDIT_FIELDS, map(str, row)))
-            pipe.xadd(AUDIT_KEY, entry, minid=now - self._retention_ms, approximate=False)
-            pipe.xtrim(AUDIT_KEY, maxlen=self._max, approximate=True)
-            pipe.execute()
-
-    def read(self, session_id: str | None = None) -> list[dict]:
-        """A scan of the retained stream: for operators and tests, not for the call path."""
-        out = []
-        for _, raw in self._r.xrange(AUDIT_KEY, min=f"{_now_ms() - self._retention_ms}-0"):
-            v = {k.decode(): x.decode() for k, x in raw.items()}
-            if session_id and v["session_id"] != session_id:
-                continue
-            out.append({**v, "at_ms": int(v["at_ms"]), "latency_ms": float(v["latency_ms"])})
-        return out

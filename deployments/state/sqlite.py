@@ -17,8 +17,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from common.pii import mask_pii
-from deployments.state.parts import AUDIT_FIELDS, CustomerState, JournalEntry, PinAttempt, PinLockout, decide_pin
+from deployments.state.parts import CustomerState, JournalEntry, PinAttempt, PinLockout, decide_pin
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS journal (key TEXT PRIMARY KEY, status TEXT NOT NULL, result TEXT, at_ms INTEGER NOT NULL);
@@ -26,12 +25,7 @@ CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, value TEXT NOT NULL, exp
 CREATE TABLE IF NOT EXISTS customers (
     customer_id TEXT PRIMARY KEY, locked_until REAL, pin_failures TEXT NOT NULL DEFAULT '[]',
     last_order TEXT, locale TEXT, updated_at_ms INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS audit (
-    at_ms INTEGER NOT NULL, session_id TEXT, kind TEXT, name TEXT, outcome TEXT, latency_ms REAL, detail TEXT);
-CREATE INDEX IF NOT EXISTS audit_by_time ON audit (at_ms);
-CREATE INDEX IF NOT EXISTS audit_by_session ON audit (session_id);
 """
-_PURGE_EVERY_MS = 60_000
 
 
 def _now_ms() -> int:
@@ -153,34 +147,10 @@ class SqliteCustomers:
             was = self._load(conn, customer_id) or CustomerState(customer_id)
             self._write(conn, was, last_order=last_order or was.last_order, locale=locale or was.locale)
 
+    def forget(self, customer_id: str) -> bool:
+        return self._db.run("DELETE FROM customers WHERE customer_id=?", (customer_id,)).rowcount > 0
+
     def _write(self, conn: sqlite3.Connection, was: CustomerState, **changes) -> None:
         new = replace(was, **changes)
         row = (new.customer_id, new.locked_until, json.dumps(list(new.pin_failures)), new.last_order, new.locale)
         conn.execute("INSERT OR REPLACE INTO customers VALUES (?,?,?,?,?,?)", (*row, _now_ms()))
-
-
-class SqliteAudit:
-    def __init__(self, db: Db, retention_s: float):
-        self._db, self._retention_ms = db, int(retention_s * 1000)
-        self._purged_at = 0
-        self._purge(_now_ms())
-
-    def _purge(self, now: int) -> None:
-        self._purged_at = now
-        self._db.run("DELETE FROM audit WHERE at_ms < ?", (now - self._retention_ms,))
-
-    def record(self, session_id: str, kind: str, name: str, outcome: str, latency_ms: float, detail: dict) -> None:
-        now = _now_ms()
-        row = (now, session_id, kind, name, mask_pii(outcome), latency_ms, mask_pii(json.dumps(detail)))
-        self._db.run("INSERT INTO audit VALUES (?,?,?,?,?,?,?)", row)
-        if now - self._purged_at > _PURGE_EVERY_MS:
-            self._purge(now)
-
-    def read(self, session_id: str | None = None) -> list[dict]:
-        q = "SELECT at_ms, session_id, kind, name, outcome, latency_ms, detail FROM audit WHERE at_ms >= ?"
-        args: tuple = (_now_ms() - self._retention_ms,)
-        if session_id:
-            q, args = q + " AND session_id=?", (*args, session_id)
-        with self._db.lock:
-            rows = self._db.conn.execute(q + " ORDER BY rowid", args).fetchall()
-        return [dict(zip(AUDIT_FIELDS, r)) for r in rows]

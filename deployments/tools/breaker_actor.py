@@ -13,12 +13,14 @@ import time
 import ray
 
 from common.logs import mask_logs_in_this_process
-from deployments.tools.breaker import CLOSED, CircuitBreaker
+from common.metrics import Meters
+from deployments.tools.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 
 ACTOR_NAME = "tool_breakers"
 NAMESPACE = "voice"
 
 log = logging.getLogger(__name__)
+STATE_VALUES = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}  # voice_breaker_state's values (common/metric_catalog.py)
 
 
 @ray.remote(num_cpus=0, max_restarts=-1)
@@ -27,27 +29,44 @@ class BreakerActor:
         mask_logs_in_this_process()
         self._threshold, self._recovery, self._trial_timeout = failure_threshold, recovery_s, trial_timeout_s
         self._breakers: dict[str, CircuitBreaker] = {}
+        # Breakers are named by code (the tool registry's names, a provider's constant), never by a
+        # caller; the state gauge is set on every change this actor sees.
+        self._meters = Meters("voice_breaker_state")
 
     def _get(self, tool: str) -> CircuitBreaker:
         if tool not in self._breakers:
-            self._breakers[tool] = CircuitBreaker(self._threshold, self._recovery, trial_timeout_s=self._trial_timeout)
+            self._add(tool, CircuitBreaker(self._threshold, self._recovery, trial_timeout_s=self._trial_timeout))
         return self._breakers[tool]
 
+    def _add(self, name: str, breaker: CircuitBreaker) -> None:
+        self._breakers[name] = breaker
+        self._meters.allowed["breaker"] = tuple(self._breakers)
+        self._publish(name)
+
+    def _publish(self, name: str) -> None:
+        self._meters.set("voice_breaker_state", STATE_VALUES[self._breakers[name].state], {"breaker": name})
+
     def allow(self, tool: str) -> bool:
-        return self._get(tool).allow()
+        allowed = self._get(tool).allow()  # may move open -> half-open
+        self._publish(tool)
+        return allowed
 
     def configure(self, name: str, failure_threshold: int, recovery_s: float) -> None:
         """Give one breaker its own thresholds (a provider, not a tool); first caller wins."""
         if name not in self._breakers:
-            self._breakers[name] = CircuitBreaker(failure_threshold, recovery_s, trial_timeout_s=self._trial_timeout)
+            self._add(name, CircuitBreaker(failure_threshold, recovery_s, trial_timeout_s=self._trial_timeout))
 
     def record(self, tool: str, ok: bool) -> dict:
         breaker = self._get(tool)
         breaker.record(ok)
+        self._publish(tool)
         return breaker.snapshot()
 
     def states(self) -> dict[str, dict]:
-        return {tool: b.snapshot() for tool, b in self._breakers.items()}
+        states = {tool: b.snapshot() for tool, b in self._breakers.items()}  # a snapshot may expire a trial
+        for tool in states:
+            self._publish(tool)
+        return states
 
 
 def breaker_actor(

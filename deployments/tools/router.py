@@ -97,10 +97,20 @@ class NoToolsRouter:
 
 
 class ToolRouter:
-    def __init__(self, tools: list[ToolSpec], breaker: Breaker, state: StateParts | None = None, wait_s: float = 1.0):
+    def __init__(
+        self,
+        tools: list[ToolSpec],
+        breaker: Breaker,
+        state: StateParts | None = None,
+        wait_s: float = 1.0,
+        on_call: Callable[[str, bool], None] | None = None,
+    ):
         """`state`: None keeps no audit, cache or journal. `wait_s`: how long a call that finds its
-        key pending (another worker runs it) waits for that outcome before `in_progress`."""
+        key pending (another worker runs it) waits for that outcome before `in_progress`.
+        `on_call(tool, failed)`: told of every call; failed: it did not get the tool's own answer
+        (deadline, circuit open, the backend's error), not a "no" such as a wrong PIN."""
         self._tools = {t.name: t for t in tools}
+        self._on_call = on_call or (lambda tool, failed: None)
         self._breaker = breaker
         self._audit = state.audit if state is not None else None
         self._cache = state.cache if state is not None else None
@@ -109,11 +119,17 @@ class ToolRouter:
     def spec(self, name: str) -> ToolSpec:
         return self._tools[name]
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The registry's tool names: the only values metrics label a tool with."""
+        return tuple(self._tools)
+
     async def call(
         self, name: str, args: dict[str, Any], session_id: str = "", turn_id: int | None = None
     ) -> ToolResult:
         spec = self._tools.get(name)
         if spec is None:
+            self._on_call(name, True)
             return ToolResult(tool=name, ok=False, error="unknown_tool")
         started = time.monotonic()
         if (hit := await self._cached(spec, args)) is not None:
@@ -142,7 +158,7 @@ class ToolRouter:
             except ToolError as exc:
                 await self._breaker.record(name, True)  # the backend answered
                 result = ToolResult(tool=name, ok=False, error=str(exc), output=exc.detail or {}, attempts=attempt)
-                return self._done(session_id, spec, result, started)
+                return self._done(session_id, spec, result, started, refused=True)
             except TimeoutError:
                 error = "deadline_exceeded"
             except Exception as exc:  # the backend failed
@@ -202,10 +218,15 @@ class ToolRouter:
         else:
             error = str(exc) if isinstance(exc, ToolError) else f"error: {type(exc).__name__}"
         log.warning("tool %s finished after its turn was cancelled: %s", spec.name, "ok" if ok else error)
-        self._done(session_id, spec, ToolResult(tool=spec.name, ok=ok, error=error, attempts=1), started)
+        result = ToolResult(tool=spec.name, ok=ok, error=error, attempts=1)
+        self._done(session_id, spec, result, started, refused=isinstance(exc, ToolError))
 
-    def _done(self, session_id: str, spec: ToolSpec, result: ToolResult, started: float) -> ToolResult:
+    def _done(
+        self, session_id: str, spec: ToolSpec, result: ToolResult, started: float, refused: bool = False
+    ) -> ToolResult:
+        """`refused`: the tool's own "no" (ToolError), an answer and not a failure."""
         result.latency_ms = round((time.monotonic() - started) * 1000, 1)
+        self._on_call(spec.name, not result.ok and not refused)
         if self._audit is not None:
             outcome = "ok" if result.ok else result.error or "failed"
             detail = {"attempts": result.attempts} | ({"source": result.source} if result.source != "live" else {})

@@ -20,23 +20,13 @@ from ray import serve
 from common.config import get_settings
 from common.failover import Failover
 from common.logs import mask_logs_in_this_process
-from deployments.dialogue.fixed_lines import PREWARM, fixed_lines
+from common.metrics import Meters
+from deployments.dialogue.fixed_lines import fixed_lines, notice_lines, prewarm_lines
 from deployments.tts.cache import LineCache, LineKey, normalize_text
 from deployments.tts.engine import clauses, quick_start
 
 log = logging.getLogger(__name__)
 PREWARM_RATE = 16000  # protocol v1's default output rate
-
-
-def _metrics():
-    from ray.serve import metrics
-
-    return {
-        "lookups": metrics.Counter(
-            "voice_tts_cache_lookups_total", "Fixed lines looked up in the TTS cache", tag_keys=("result",)
-        ),
-        "bytes": metrics.Gauge("voice_tts_cache_bytes", "Audio held by this TTS replica's cache"),
-    }
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25})
@@ -55,8 +45,10 @@ class TTS:
             self._cloud = OpenAITTSEngine(
                 settings.openai_api_key.get_secret_value(), settings.openai_base_url, settings.openai_tts_model
             )
-        self._lines = LineCache(int(settings.tts_cache_mb * 2**20), fixed_lines(settings.kb_docs_path))
-        self._metrics = _metrics()
+        notice = notice_lines(settings.consent_notice_on, settings.consent_notice)
+        self._prewarm_lines = prewarm_lines(notice)
+        self._lines = LineCache(int(settings.tts_cache_mb * 2**20), fixed_lines(settings.kb_docs_path, notice))
+        self._meters = Meters("voice_tts_cache_lookups_total", "voice_tts_cache_bytes")
         if self._cloud is None and self._lines.enabled:
             threading.Thread(target=self._prewarm, name="tts-prewarm", daemon=True).start()
 
@@ -98,7 +90,7 @@ class TTS:
         key = self._key(text, sample_rate, first)
         if self._lines.cacheable(text):
             stored = self._lines.get(key)
-            self._metrics["lookups"].inc(tags={"result": "miss" if stored is None else "hit"})
+            self._meters.inc("voice_tts_cache_lookups_total", {"result": "miss" if stored is None else "hit"})
             if stored is not None:
                 for chunk in stored:  # the chunks as made: the Gateway paces them as it paces a fresh line
                     yield chunk
@@ -108,7 +100,7 @@ class TTS:
             made.append(chunk)
             yield chunk
         if self._lines.put(key, made):
-            self._metrics["bytes"].set(self._lines.bytes_held)
+            self._meters.set("voice_tts_cache_bytes", self._lines.bytes_held)
 
     def _key(self, text: str, sample_rate: int, first: bool) -> LineKey:
         text = normalize_text(text)
@@ -118,13 +110,13 @@ class TTS:
     def _prewarm(self) -> None:
         """Make the lines callers hear first, as a reply's first sentence and as a later one."""
         made = 0
-        for line in PREWARM:
+        for line in self._prewarm_lines:
             for first in (True, False):
                 key = self._key(line, PREWARM_RATE, first)
                 if key not in self._lines:
                     chunks = [c for part in key.parts for c in self._piper.synthesize(part, PREWARM_RATE, True)]
                     made += self._lines.put(key, chunks)
-        self._metrics["bytes"].set(self._lines.bytes_held)
+        self._meters.set("voice_tts_cache_bytes", self._lines.bytes_held)
         log.info("TTS cache pre-warmed: %d lines, %d bytes", made, self._lines.bytes_held)
 
     async def cache_stats(self) -> dict:

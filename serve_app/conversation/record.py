@@ -13,6 +13,7 @@ from serve_app.conversation.channel import Channel
 from serve_app.conversation.session_client import SessionClient
 from serve_app.conversation.turn_parts import ms_since, orchestration_ms
 from serve_app.deadlines import Deadlines, items_within
+from serve_app.tracing import NO_TRACE, CallTrace, NoTrace
 
 
 class Record:
@@ -21,17 +22,24 @@ class Record:
         channel: Channel,
         session: SessionClient,
         deadlines: Deadlines,
-        observe: Callable[[str, float], None],
+        observe: Callable[[dict], None],
         on_awaiting: Callable[[str | None], None],
+        trace: CallTrace | NoTrace = NO_TRACE,
     ):
         self._channel, self._session, self._dl = channel, session, deadlines
         self._observe = observe
+        self.trace = trace  # the call's trace: fed each turn's record and metrics
         self._on_awaiting = on_awaiting  # what the agent now asks for (a PIN masks partials)
 
     async def record(self, record: TurnRecord) -> TurnRecorded | None:
         recorded = await self._session.record(record)
         if recorded is not None:
             self._on_awaiting(recorded.context.awaiting)
+            if recorded.context.memory.get("consent") == "declined":  # no words of this call leave it
+                record = record.model_copy(update={"transcript": "", "sentences": []})
+                self.trace.turn_recorded(record, "")
+            else:
+                self.trace.turn_recorded(record, recorded.transcript)
         return recorded
 
     async def sentences(
@@ -91,8 +99,8 @@ class Record:
         numbers = {k: float(v) for k, v in (metrics or {}).items() if _is_number(v)}
         if metrics:
             await self._channel.send_text(event("turn.metrics", turn_id=turn_id, interrupted=interrupted, **metrics))
-            for stage, ms in numbers.items():
-                self._observe(stage, ms)
+            self._observe(metrics)
+        self.trace.turn_finished(turn_id, metrics, interrupted)
         finish = TurnFinish(turn_id=turn_id, metrics=numbers, interrupted=interrupted, heard=heard_part)
         await self._session.finish_turn(finish)
 
