@@ -9,8 +9,8 @@ import logging
 import uuid
 from pathlib import Path
 
-from fastapi import FastAPI, HTTPException, WebSocket
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi import FastAPI, HTTPException, Request, WebSocket
+from fastapi.responses import FileResponse, JSONResponse, Response
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
@@ -20,9 +20,11 @@ from deployments.session.actor import SESSION_NAMESPACE, SessionActor, session_s
 from deployments.session.store import open_store
 from deployments.tools.breaker_actor import BreakerClient, breaker_actor
 from deployments.vad.engine import SileroVAD
+from deployments.vad.hearing_profile import hearing_profile
 from models.asr import AsrRequest
-from models.protocol import ProtocolError, parse_connect
+from models.protocol import CloseCode, ProtocolError, parse_connect
 from serve_app.admission import Admission, default_origins
+from serve_app.call_metrics import CallMeters
 from serve_app.calls import Calls
 from serve_app.capacity import CapacityReporter, ledger_actor
 from serve_app.conversation.call import Call
@@ -31,8 +33,11 @@ from serve_app.deadlines import Deadlines
 from serve_app.drain import DrainWatch, serve_probe
 from serve_app.http_guard import Guard, deny
 from serve_app.load_shed import LoadShedder, watch_loop_lag
+from serve_app.phone import webhook
+from serve_app.phone.handover import Handover, MovingLine, RayBoard
 from serve_app.resumption import Resumption
 from serve_app.session_pool import AtCapacity, SessionPool
+from serve_app.tracing import Tracing
 from serve_app.warm_sizing import WarmSizer
 
 log = logging.getLogger(__name__)
@@ -45,24 +50,6 @@ WEB_FILES = {"app.js": "text/javascript", "worklets.js": "text/javascript", "sty
 NO_CACHE = {"Cache-Control": "no-cache"}
 
 
-def _metrics():
-    from ray.serve import metrics
-
-    return {
-        "calls": metrics.Counter("voice_calls_total", "Calls by how they ended", tag_keys=("reason",)),
-        "active": metrics.Gauge("voice_active_calls", "Calls in progress on this replica"),
-        "stage": metrics.Histogram(
-            "voice_turn_stage_ms",
-            "Per-turn latency by stage",
-            boundaries=[25, 50, 100, 200, 300, 500, 700, 1000, 1500, 2000, 3000, 5000],
-            tag_keys=("stage",),
-        ),
-        "rejected": metrics.Counter(
-            "voice_connect_rejected_total", "Connections refused before session.started", tag_keys=("code",)
-        ),
-    }
-
-
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=100)
 @serve.ingress(api)
 class Gateway:
@@ -71,7 +58,7 @@ class Gateway:
         self._settings = get_settings()
         self._asr, self._tts, self._dialogue = asr, tts, dialogue
         self._vad = SileroVAD()
-        self._metrics = _metrics()
+        self._tracing = Tracing.from_settings(self._settings)  # langfuse is imported only when configured
         actor_opts = {
             "num_cpus": self._settings.session_actor_num_cpus,
             "namespace": SESSION_NAMESPACE,
@@ -103,8 +90,10 @@ class Gateway:
             s.shed_min_turns,
         )
         self._lag_task = asyncio.get_running_loop().create_task(watch_loop_lag(self._shedder.lag))
+        self._meters = CallMeters(self._pool.max_active, self._shedder.turn)
         self._resumption = Resumption(self._pool, open_store(self._settings), self._settings)
-        self._calls = Calls(self._settings, self._pool, self._make_call, self._metrics, self._shedder)
+        self._handover = Handover(RayBoard(), s.resume_window_s)  # a drained phone call's way back
+        self._calls = Calls(self._settings, self._pool, self._make_call, self._meters, self._shedder)
         pool = self._pool
         self._capacity = CapacityReporter(
             ledger_actor(), uuid.uuid4().hex, lambda: (pool.active, pool.max_active, self._calls.draining)
@@ -138,6 +127,7 @@ class Gateway:
         return {
             "status": "ok",
             "providers": {"asr": s.asr_provider, "tts": s.tts_provider, "dialogue": s.dialogue_provider},
+            "tracing": "langfuse" if self._tracing.on else "off",
             "preemptive_ms": s.preemptive_ms,
             "output_frame_ms": s.output_frame_ms,
         }
@@ -172,7 +162,7 @@ class Gateway:
         try:
             params = parse_connect(dict(ws.query_params))
         except ProtocolError as exc:
-            self._metrics["rejected"].inc(tags={"code": exc.code})
+            self._meters.rejected(exc.code)
             log.info("connect refused: %s", exc.message)
             await ws.close(code=exc.close_code, reason=exc.message[:120])
             return
@@ -182,14 +172,14 @@ class Gateway:
         if denied is None:
             refusal = await self._no_room(params)
             if refusal is not None:
-                self._metrics["rejected"].inc(tags={"code": refusal[0]})
+                self._meters.rejected(refusal[0])
                 await deny(ws.scope, ws.receive, ws.send, 503, refusal[1], {"Retry-After": "0"})
                 return
             address = ws.client.host if ws.client else None
             caller = params.caller_id if params.resume is None else None
             denied = await self._capacity.admit(self._admission, address, caller)
         if denied is not None:
-            self._metrics["rejected"].inc(tags={"code": "origin_forbidden" if denied[0] == 403 else "rate_limited"})
+            self._meters.rejected("origin_forbidden" if denied[0] == 403 else "rate_limited")
             log.info("connect refused: HTTP %d, %s", *denied)
             await deny(ws.scope, ws.receive, ws.send, *denied, {"Retry-After": "60"} if denied[0] == 429 else None)
             return
@@ -201,11 +191,48 @@ class Gateway:
                 await deny(ws.scope, ws.receive, ws.send, 503, "at capacity: try again", {"Retry-After": "1"})
                 return
             if resuming is None:
-                self._metrics["rejected"].inc(tags={"code": "resume_refused"})
+                self._meters.rejected("resume_refused")
                 await deny(ws.scope, ws.receive, ws.send, 403, "resume token unknown, used, expired or not yours")
                 return
         try:
             await self._calls.serve(ws, params, resuming)
+        finally:
+            self._capacity.report()
+
+    @api.post(webhook.VOICE_PATH)
+    async def phone_rings(self, request: Request) -> Response:
+        """Twilio's webhook for an incoming call: TwiML connecting it to the media stream below."""
+        return await webhook.answer(request, self._settings, self._handover)
+
+    @api.websocket(webhook.STREAM_PATH)
+    async def phone_call(self, ws: WebSocket) -> None:
+        """A phone call's media stream (Twilio Media Streams): the same Call as /ws/call's."""
+        s = self._settings
+        if s.public_url is None:
+            await deny(ws.scope, ws.receive, ws.send, 404, "phone calls are off: set VOICE_PUBLIC_URL")
+            return
+        refusal = await self._no_room(None)
+        if refusal is not None:  # <Connect> ends: Twilio goes on to the redirect (a drained call's: another replica)
+            self._meters.rejected(refusal[0])
+            await deny(ws.scope, ws.receive, ws.send, 503, refusal[1])
+            return
+        secret = s.twilio_auth_token.get_secret_value() if s.twilio_auth_token is not None else ""
+        line = MovingLine(ws, self._handover, secret, s.max_dropped_messages)
+        params = await line.open()
+        # Twilio's media servers are every phone call's address: only the caller's count applies (a resume's not).
+        denied = None
+        if params is not None and params.resume is None:
+            denied = await self._capacity.admit(self._admission, None, params.caller_id)
+        if params is None or denied is not None:
+            self._meters.rejected("phone_refused" if params is None else "rate_limited")
+            await line.close(CloseCode.POLICY, denied[1] if denied else "refused")
+            return
+        resuming = None if params.resume is None else await line.take_over(self._resumption)
+        if params.resume is not None and resuming is None:
+            self._meters.rejected("resume_refused")
+            return
+        try:
+            await self._calls.serve(line, params, resuming)
         finally:
             self._capacity.report()
 
@@ -226,12 +253,14 @@ class Gateway:
             SessionClient(actor, self._dialogue, opened.context, deadlines, self._pool.replace, self._pool.discard),
             self._transcribe,
             self._synthesize,
-            self._vad.stream(),
+            self._vad.stream(hearing_profile(self._settings, params.sample_rate).vad_rate),
             self._settings,
-            self._observe,
+            self._meters.turn,
             self._breakers,
             resume_token=opened.resume_token,
             resumed=resumed,
+            on_barge_in=self._meters.barge_in,
+            trace=self._tracing.call(opened.context.session_id, params.caller_id),
         )
 
     def _drain(self) -> None:
@@ -243,8 +272,3 @@ class Gateway:
 
     def _synthesize(self, text: str, sample_rate: int, locale: str = "en-US", first: bool = False):
         return self._tts.options(stream=True).synthesize.remote(text, sample_rate, locale, first)
-
-    def _observe(self, stage: str, ms: float) -> None:
-        self._metrics["stage"].observe(ms, tags={"stage": stage})
-        if stage == "eos_to_first_audio_ms":  # a turn's answer latency: the shedder's second signal
-            self._shedder.turn(ms)

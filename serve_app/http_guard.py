@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
@@ -37,7 +38,10 @@ class Guard:
         self._settings = settings  # read at the first request: the replica's settings, not the importer's
 
     def _hosts(self, s) -> frozenset[str]:
-        return frozenset(s.allowed_hosts) if s.allowed_hosts else default_hosts(s.http_port)
+        hosts = frozenset(s.allowed_hosts) if s.allowed_hosts else default_hosts(s.http_port)
+        if s.public_url:  # the name carriers reach us at (phone calls) is ours too
+            hosts |= {urlsplit(s.public_url).netloc.lower()}
+        return hosts
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] not in ("http", "websocket"):

@@ -114,11 +114,15 @@ class _Stream:
         await self._shim._gate()
         item = asyncio.ensure_future(self._agen.__anext__())
         died = asyncio.ensure_future(self._shim._died.wait())
-        await asyncio.wait({item, died}, return_when=asyncio.FIRST_COMPLETED)
-        if item.done():
+        try:
+            await asyncio.wait({item, died}, return_when=asyncio.FIRST_COMPLETED)
+        finally:  # cancelled too (the call ended): neither task is left with an unread end
             died.cancel()
+            if not item.done():
+                item.cancel()
+            item.add_done_callback(lambda t: t.cancelled() or t.exception())
+        if item.done() and not item.cancelled():
             return _Ref(item.result())
-        item.cancel()
         raise ActorDiedError()
 
 
@@ -247,11 +251,13 @@ async def fake_tts(text: str, rate: int, locale: str = "en-US", first: bool = Fa
     yield bytes(rate // 100 * 2)  # 10 ms
 
 
-def handler(ws, actor, cfg: Settings, transcribe=None, synthesize=fake_tts, clock=time.monotonic, respawn=None) -> Call:
+def handler(
+    ws, actor, cfg: Settings, transcribe=None, synthesize=fake_tts, clock=time.monotonic, respawn=None, **extra
+) -> Call:
     async def no_asr(request):
         return {"text": "", "confidence": 0.0}
 
     params = ConnectParams(caller_id="tester", sample_rate=RATE, output_sample_rate=RATE)
     context = actor.obj._engine.context()
     session = SessionClient(actor, actor.dialogue, context, Deadlines.from_settings(cfg), respawn)
-    return Call(ws, params, session, transcribe or no_asr, synthesize, LoudVAD(), cfg, clock=clock)
+    return Call(ws, params, session, transcribe or no_asr, synthesize, LoudVAD(), cfg, clock=clock, **extra)

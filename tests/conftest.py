@@ -30,6 +30,9 @@ TEST_ENV = {
     "VOICE_WARM_WAIT_MS": "10000",
     "VOICE_SHED_LOOP_LAG_MS": "0",
     "VOICE_SHED_TURN_P95_MS": "0",
+    # Phone calls (tests/test_twilio.py): the public URL Twilio would sign webhooks for, and the signing secret.
+    "VOICE_PUBLIC_URL": "https://voice.test.invalid",
+    "VOICE_TWILIO_AUTH_TOKEN": "twilio-test-auth-token-3f9a",
 }
 
 
@@ -79,10 +82,9 @@ def platform(tmp_path_factory):
     store = tmp_path_factory.mktemp("store") / "sessions.db"
     saved = {k: os.environ.get(k) for k in [*TEST_ENV, "VOICE_STORE_PATH"]}
     os.environ.update(TEST_ENV, VOICE_STORE_PATH=str(store))
-    cluster.loopback_env()
     port = _free_port()
     t0 = time.monotonic()
-    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False, namespace="serve")
+    cluster.local_ray(4)
     try:
         cluster.deploy(cluster.load_config(http_port=port, env=cluster.settings_env()))
         base = f"http://127.0.0.1:{port}"
@@ -115,16 +117,19 @@ def redeploy(
     switched,
     timeout_s: float = 120,
     replicas: int | None = None,
+    also: dict[str, dict[str, str]] | None = None,
 ) -> None:
     """Redeploy one deployment of the running platform with extra env (None: as configured),
     until `switched()` has held 5 times in a row (old replicas drain during a rolling update).
-    `replicas` pins its replica count (a test reading one replica's state through HTTP)."""
+    `replicas` pins its replica count (a test reading one replica's state through HTTP); `also`:
+    other deployments' extra env in the same deploy (each deploy puts the rest back as configured)."""
     from serve_app import cluster
 
     config = cluster.load_config(http_port=platform["port"], env=cluster.settings_env())
-    if env:
-        spec = next(d for d in config["applications"][0]["deployments"] if d["name"] == deployment)
-        spec["ray_actor_options"]["runtime_env"] = {"env_vars": env}
+    for name, extra in ({deployment: env} | (also or {})).items():
+        if extra:
+            spec = next(d for d in config["applications"][0]["deployments"] if d["name"] == name)
+            spec["ray_actor_options"]["runtime_env"] = {"env_vars": extra}
     if replicas is not None:
         spec = next(d for d in config["applications"][0]["deployments"] if d["name"] == deployment)
         spec["autoscaling_config"] = {**spec["autoscaling_config"], "min_replicas": replicas, "max_replicas": replicas}
@@ -181,6 +186,6 @@ def make_state(request, tmp_path, redis_url):
 
 
 def pytest_collection_modifyitems(items):
-    """The two-node test first: its cluster (a process of its own) then never shares the machine
-    with the session platform fixture's Ray."""
-    items.sort(key=lambda item: item.path.name != "test_two_nodes.py")
+    """The two-node and Prometheus tests first: their clusters (started by processes of their own)
+    then never share the machine with the session platform fixture's Ray."""
+    items.sort(key=lambda item: item.path.name not in ("test_two_nodes.py", "test_prometheus.py"))

@@ -1,6 +1,7 @@
 """Calls that survive the Gateway on the real platform: a redeploy drains live calls onto the new
-replicas without losing a turn, capacity is counted across replicas, and a Gateway replica that
-dies loses no call (its clients resume elsewhere with their tokens)."""
+replicas without losing a turn, capacity is counted across replicas, a phone call follows Twilio's
+redirect onto a new replica, and a Gateway replica that dies loses no call (its clients resume
+elsewhere with their tokens)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import websockets
 
 from tests.test_call import open_call, stored, wait_greeting_done
 from tests.test_durable import said, typed
+from tests.test_twilio import PUBLIC, SECRET, form, greeted, say, session_of
+from tests.twilio_caller import Follow, TwilioCaller, ring, stream_of
 
 pytestmark = pytest.mark.platform
 
@@ -95,6 +98,67 @@ async def test_a_redeploy_moves_live_calls_without_a_lost_turn_and_capacity_is_c
         for client in (alice, other):
             if not client.closed:
                 await client.hangup()
+        await asyncio.to_thread(cluster.deploy, base)
+        await asyncio.to_thread(_wait_ready, platform)
+
+
+def _new_gateway_version(base: dict) -> dict:
+    """The same Gateway as a new version (another runtime_env): a rolling update drains its replicas."""
+    config = copy.deepcopy(base)
+    gateway = _gateway(config)
+    env = {"VOICE_DRAIN_TURN_S": "15"}
+    gateway["ray_actor_options"] = {**gateway.get("ray_actor_options", {}), "runtime_env": {"env_vars": env}}
+    return config
+
+
+async def _heard(phone: TwilioCaller, platform, session_id: str, n: int):
+    """The call's state once it holds `n` turns and the last reply's audio has arrived (silence meanwhile)."""
+    deadline = time.monotonic() + 60
+    while len((state := stored(platform, session_id)).turns) < n or not phone.quiet_for(0.8):
+        assert time.monotonic() < deadline, [(t.turn_id, t.source, t.transcript) for t in state.turns]
+        await phone.play(bytes(1600), 8000)
+    return state
+
+
+async def test_a_redeploy_moves_a_phone_call_through_twilios_redirect_with_its_state(platform, speak):
+    from serve_app import cluster
+
+    base = cluster.load_config(http_port=platform["port"], env=cluster.settings_env())
+    rang = form("demo-alice")  # a SIP or client caller whose id is a customer's
+    status, twiml = ring(platform["http"], PUBLIC, SECRET, rang)
+    assert status == 200 and "<Redirect" in twiml, twiml
+    follow = Follow(platform["http"], SECRET, rang, twiml)
+    url = f"ws://127.0.0.1:{platform['port']}/twilio/stream"
+    phone = TwilioCaller(url, rang["CallSid"], stream_of(twiml)[1], follow)
+    await phone.connect()
+    deploying = None
+    try:
+        await greeted(phone)
+        session_id = session_of(platform, "demo-alice").session_id  # this call: the caller's latest
+        await say(phone, speak("Where is my order, one zero zero four two?"))
+        assert "PIN" in " ".join((await _heard(phone, platform, session_id, 2)).turns[1].reply or [])
+        await phone.dtmf("1234#")
+        assert (await _heard(phone, platform, session_id, 3)).authenticated
+        deploying = asyncio.create_task(asyncio.to_thread(cluster.deploy, _new_gateway_version(base)))
+        await phone.silence_until(lambda: len(phone.streams) == 2, 120)  # drained, redirected, on a new stream
+        assert stream_of(follow.answers[0])[1]["resume"] == "1", follow.answers
+        held = len(stored(platform, session_id).turns)
+        await say(phone, speak("Where is my order, one zero zero four two?"))
+        state = await _heard(phone, platform, session_id, held + 1)
+        asked = state.turns[held]
+        assert "PIN" not in " ".join(asked.reply or []) and "order_status" in [t.tool for t in asked.tool_results]
+        await phone.stop()
+        assert len(follow.answers) == 1  # the caller's hang-up: Twilio follows no verb
+        state = stored(platform, session_id)
+        assert state.authenticated and "session.resumed" in [e.kind for e in state.events]
+        assert [t.turn_id for t in state.turns] == list(range(len(state.turns)))  # numbering goes on
+        sources = [t.source for t in state.turns]
+        assert sources.count("greeting") == 1 and state.turns[2].transcript == "[PIN]", sources  # no second greeting
+    finally:
+        if phone.closed_at is None:
+            await phone.stop()
+        if deploying is not None:
+            await deploying
         await asyncio.to_thread(cluster.deploy, base)
         await asyncio.to_thread(_wait_ready, platform)
 

@@ -107,6 +107,17 @@ def test_order_number_asked_for_when_missing_and_other_customers_orders_stay_hid
     assert "rain jacket" in r.text and "processing" in r.text
 
 
+def test_keypad_entries_answer_where_digits_are_awaited(agent):
+    """A phone caller's keypad entry reaches the agent as bare digits (serve_app/phone/line.py):
+    it must answer the PIN prompt and the order-number question as the spoken digits do."""
+    call = Call(agent)
+    assert "PIN" in call.say("has my package shipped").text
+    r = call.say("1234")
+    assert call.memory["authenticated"] and "order number" in r.text
+    r = call.say("10043")
+    assert "rain jacket" in r.text and [t.tool for t in r.tool_results] == ["order_status"]
+
+
 def test_three_wrong_pins_lock_and_escalate(agent):
     call = Call(agent)
     call.say("I want to check my order status")

@@ -15,6 +15,7 @@ SAMPLE_RATE = 16000
 FRAME_SAMPLES = 512  # silero needs exactly 512 new samples per call at 16 kHz (32 ms)
 CONTEXT_SAMPLES = 64
 FRAME_MS = FRAME_SAMPLES * 1000 / SAMPLE_RATE
+VAD_RATES = (16000, 8000)  # silero's two models: 8 kHz takes 256 samples (the same 32 ms) and 32 of context
 
 
 def silero_model_path() -> str:
@@ -36,28 +37,37 @@ class SileroVAD:
         self._session = ort.InferenceSession(
             model_path or silero_model_path(), sess_options=opts, providers=["CPUExecutionProvider"]
         )
-        self._sr = np.array(SAMPLE_RATE, dtype=np.int64)
 
-    def stream(self) -> VADStream:
-        return VADStream(self)
+    def stream(self, rate: int = SAMPLE_RATE) -> VADStream:
+        return VADStream(self, rate)
 
-    def _run(self, window: np.ndarray, state: np.ndarray) -> tuple[float, np.ndarray]:
-        out, new_state = self._session.run(None, {"input": window[None, :], "state": state, "sr": self._sr})
+    def _run(self, window: np.ndarray, state: np.ndarray, sr: np.ndarray) -> tuple[float, np.ndarray]:
+        out, new_state = self._session.run(None, {"input": window[None, :], "state": state, "sr": sr})
         return float(out[0][0]), new_state
 
 
 class VADStream:
-    """Per-call recurrent state: feed 512-sample float32 frames, get speech probabilities."""
+    """Per-call recurrent state: feed 512-sample float32 frames at 16 kHz, get speech probabilities.
 
-    def __init__(self, vad: SileroVAD):
+    rate=8000 judges every second sample with silero's 8 kHz model: for a phone call's audio,
+    upsampled from 8 kHz and so empty above 4 kHz, that is the narrowband signal itself, which
+    the 8 kHz model was trained on (benchmarks/phone_hearing.py measures the difference)."""
+
+    def __init__(self, vad: SileroVAD, rate: int = SAMPLE_RATE):
+        if rate not in VAD_RATES:
+            raise ValueError(f"silero VAD runs at {VAD_RATES}, not {rate} Hz")
         self._vad = vad
+        self.rate = rate
+        self._step = SAMPLE_RATE // rate
+        self._sr = np.array(rate, dtype=np.int64)
         self._state = np.zeros((2, 1, 128), dtype=np.float32)
-        self._context = np.zeros(CONTEXT_SAMPLES, dtype=np.float32)
+        self._context = np.zeros(CONTEXT_SAMPLES // self._step, dtype=np.float32)
 
     def prob(self, frame: np.ndarray) -> float:
+        frame = frame[:: self._step]
         window = np.concatenate([self._context, frame])
-        p, self._state = self._vad._run(window, self._state)
-        self._context = frame[-CONTEXT_SAMPLES:]
+        p, self._state = self._vad._run(window, self._state, self._sr)
+        self._context = frame[-len(self._context) :]
         return p
 
 
@@ -93,10 +103,13 @@ class SpeechEnded:
 @dataclass
 class Endpointer:
     """Cuts a 16 kHz PCM stream into utterances: speech for min_speech_ms starts one,
-    end_silence_ms of silence ends it. Speech too short to count is dropped as noise."""
+    end_silence_ms of silence ends it. Speech too short to count is dropped as noise.
+    A frame is voiced at `threshold` and silent under `release` (None: 0.15 under the threshold);
+    in between it counts as neither, so a wavering probability neither starts nor ends speech."""
 
     stream: VADStream
     threshold: float = 0.5
+    release: float | None = None
     min_speech_ms: float = 200
     end_silence_ms: float = 500
     max_utterance_s: float = 30.0
@@ -111,6 +124,18 @@ class Endpointer:
     _candidate_frames: int = 0
     _position: int = 0
     _paused: bool = False
+    _end_after_ms: float | None = None  # this pause's endpoint, from the end-of-turn decision
+
+    def end_after(self, silence_ms: float | None) -> None:
+        """End the utterance in progress after this much silence instead of end_silence_ms
+        (None: back to it). Only for the current pause: speech resuming or the end clears it."""
+        if self._speaking:
+            self._end_after_ms = silence_ms
+
+    @property
+    def position(self) -> int:
+        """Samples consumed so far: where the stream is now."""
+        return self._position
 
     @property
     def speaking(self) -> bool:
@@ -146,7 +171,7 @@ class Endpointer:
         self._position += FRAME_SAMPLES
         p = self.stream.prob(frame.astype(np.float32) / 32768.0)
         voiced = p >= self.threshold
-        unvoiced = p < max(self.threshold - 0.15, 0.05)
+        unvoiced = p < (max(self.threshold - 0.15, 0.05) if self.release is None else self.release)
         pre_roll_frames = max(1, int(self.pre_roll_ms / FRAME_MS))
         min_speech_frames = max(1, round(self.min_speech_ms / FRAME_MS))
         if not self._speaking:
@@ -173,10 +198,12 @@ class Endpointer:
             self._silence_frames = 0
             if self._paused:
                 self._paused = False
+                self._end_after_ms = None  # the decision was about a pause that is over
                 events.append(SpeechResumed(at_sample=self._position))
         elif unvoiced:
             self._silence_frames += 1
-        if self._silence_frames * FRAME_MS >= self.end_silence_ms:
+        end_ms = self.end_silence_ms if self._end_after_ms is None else self._end_after_ms
+        if self._silence_frames * FRAME_MS >= end_ms:
             self._paused = False
             return [*events, self._end(forced=False)]
         if self.preemptive_ms and not self._paused and self._silence_frames * FRAME_MS >= self.preemptive_ms:
@@ -197,6 +224,7 @@ class Endpointer:
             forced=forced,
         )
         self._utterance = []
+        self._end_after_ms = None
         self._speaking = False
         self._speech_frames = 0
         self._silence_frames = 0

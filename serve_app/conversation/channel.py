@@ -25,6 +25,7 @@ class Channel:
         self.mute = False  # set at barge-in: no agent audio may follow audio.clear
         self.agent_state: str | None = None
         self.user_state = "silent"
+        self.heard = getattr(ws, "heard_bounds", None)  # a phone line knows what was heard (serve_app/phone)
         self._lock = asyncio.Lock()
         self._errors = ErrorLimiter(clock=clock)
 

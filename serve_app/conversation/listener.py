@@ -12,7 +12,8 @@ from typing import Protocol
 from common.audio import StreamResampler
 from common.config import Settings
 from common.pii import mask_pii
-from deployments.vad.engine import Endpointer, SpeechEnded, SpeechPaused, SpeechResumed, SpeechStarted, VADStream
+from deployments.vad.engine import SpeechEnded, SpeechPaused, SpeechResumed, SpeechStarted, VADStream
+from deployments.vad.hearing_profile import hearing_profile
 from models.asr import AsrRequest, AsrShed
 from models.protocol import (
     CloseCode,
@@ -73,10 +74,10 @@ class Listener:
         self._settings = settings
         self._transcribe = transcribe  # Whisper: partial transcripts
         self.hearing = Hearing(settings, params.locale, transcribe, breaker, self._interim, session_id)  # utterances
-        self.endpointer = Endpointer(
+        self.hearing_profile = hearing_profile(settings, params.sample_rate)  # a phone line's own VAD settings
+        self.endpointer = self.hearing_profile.endpointer(
             vad_stream,
-            threshold=settings.vad_threshold,
-            min_speech_ms=settings.min_speech_ms,
+            settings,
             end_silence_ms=settings.end_silence_ms,
             max_utterance_s=settings.max_utterance_s,
             preemptive_ms=settings.preemptive_ms,

@@ -21,8 +21,10 @@ class AudioPacer:
         max_lead_s: float = 0.4,
         frame_ms: int = 100,
         clock=time.monotonic,
+        heard: Callable[[], tuple[int, int]] | None = None,
     ):
         self._send = send
+        self._heard = heard  # a phone line's marks: (at least, at most) bytes heard, to bound the estimate
         self._rate = sample_rate
         self._max_lead = max_lead_s
         self._frame_bytes = max(2, sample_rate * frame_ms // 1000 * 2)
@@ -38,7 +40,11 @@ class AudioPacer:
 
     def played_s(self, since_bytes: int) -> float:
         """Seconds of the audio sent since byte `since_bytes` the caller has played by now."""
-        return max(0.0, (self.bytes_sent - since_bytes) / 2 / self._rate - self.lead_s())
+        played = self.bytes_sent - self.lead_s() * 2 * self._rate
+        if self._heard is not None:
+            at_least, at_most = self._heard()
+            played = min(max(played, at_least), at_most)
+        return max(0.0, (played - since_bytes) / 2 / self._rate)
 
     async def send(self, pcm16: bytes) -> None:
         for i in range(0, len(pcm16), self._frame_bytes):
