@@ -38,7 +38,7 @@ async def test_a_pause_mid_sentence_discards_the_early_turn_and_the_final_pause_
     client = await open_call(platform, "pauser")
     await wait_greeting_done(client)
     mark = len(client.events)
-    said = speak("What are your opening hours") + silence(0.35) + speak("on Saturday?")
+    said = speak("What are your opening hours on") + silence(0.35) + speak("Saturday?")  # an unfinished point
     report = await speak_turn(client, said, timeout=60)
     heard = report.transcript.lower()
     assert "opening hours" in heard and "saturday" in heard, report.transcript  # one turn, both halves

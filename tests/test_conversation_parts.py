@@ -125,6 +125,20 @@ async def test_a_barge_in_clears_the_audio_and_keeps_only_what_was_heard():
     assert not ws.of("agent.text", text="Three.")
 
 
+async def test_a_barge_in_is_counted_once_per_cut(tmp_path, monkeypatch):
+    ws, actor, counted = FakeWS(), session_actor(FakeDialogue(hours), tmp_path, monkeypatch), []
+    cfg = settings(barge_in_confirm_ms=0)  # stopped on VAD alone: tests/test_barge.py has the words' verdict
+    h = handler(ws, actor, cfg, synthesize=slow_tts, on_barge_in=lambda: counted.append(1))
+    reply = asyncio.create_task(h.speaker.reply(7, aiter_of(["One.", "Two.", "Three."]), {}))
+    await ws.wait(lambda: ws.of("agent.text", text="Two."))
+    await h.on_speech(100.0)  # under VOICE_BARGE_IN_MIN_MS: not a barge-in yet
+    assert counted == []
+    for _ in range(3):  # every frame of speech that follows reports again
+        await h.on_speech(400.0)
+    await asyncio.wait_for(reply, 1)
+    assert counted == [1] and len(ws.of("audio.clear", turn_id=7)) >= 1
+
+
 async def test_a_backchannel_resumes_the_reply_where_it_stopped():
     ws = FakeWS()
     speaker, finished = speaker_on(ws)

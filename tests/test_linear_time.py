@@ -24,8 +24,9 @@ from common import dialects, pii
 from common.logs import install_log_masking
 from deployments.dialogue import returns
 from deployments.dialogue import text as dialogue_text
-from deployments.policy import language, slots
+from deployments.policy import consent, language, slots
 from deployments.policy.engine import PolicyContext, PolicyEngine
+from deployments.vad import turn_end
 from models.protocol import ProtocolError, parse_client_text, parse_connect
 from serve_app.conversation import partial_mask, playback
 
@@ -73,10 +74,14 @@ SUBJECTS = [
     ("PolicyEngine.wants_human", _POLICY.wants_human, ()),
     ("PolicyEngine.is_injection", _POLICY.is_injection, ()),
     ("returns.reason_phrase", returns.reason_phrase, ()),
+    ("consent.consent_after", lambda t: consent.consent_after("pending", t), ()),
+    ("consent.carries_request", consent.carries_request, ()),
     ("text.split_sentences", dialogue_text.split_sentences, ()),
     ("text.normalize", dialogue_text.normalize, ()),
     ("playback.is_backchannel", playback.is_backchannel, ()),
     ("dialects.dialect_for", dialects.dialect_for, ()),
+    ("turn_end.decide", turn_end.decide, ()),
+    ("turn_end.decide awaiting a PIN", lambda t: turn_end.decide(t, "pin"), ()),
     ("protocol.parse_client_text raw", parse_client_text, (ProtocolError,)),
     ("protocol.parse_client_text text", _client_text, ()),
     ("protocol.parse_connect", lambda t: parse_connect({"caller_id": t, "locale": t}), (ProtocolError,)),

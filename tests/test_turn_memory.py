@@ -93,7 +93,7 @@ async def test_a_turn_run_ahead_is_recomputed_when_a_typed_turn_changed_the_memo
     await asyncio.sleep(0.05)
     ws.text({"type": "text", "text": "1234"})
     await ws.wait(lambda: ws.of("agent.text", text="Thanks, you're verified."))
-    await send(ws, frames(FRAME, 600))  # the endpoint
+    await send(ws, frames(FRAME, 1700))  # the endpoint, whatever the pause was judged (1.5 s at most)
     await ws.wait(lambda: ws.of("turn.metrics", turn_id=2))
     said = [e["text"] for e in ws.of("agent.text")]
     assert "Balance for a verified caller." in said and "Balance for a guest caller." not in said, said

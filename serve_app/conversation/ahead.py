@@ -33,10 +33,12 @@ class AheadRunner:
         params: ConnectParams,
         session_id: str,
         deadlines: Deadlines,
+        on_transcript: Callable[[str], None] = lambda text: None,
     ):
         self._channel, self._hearing, self._partial_event = channel, hearing, partial_event
         self._session, self._synthesize, self.params, self.session_id = session, synthesize, params, session_id
         self._dl = deadlines
+        self._on_transcript = on_transcript  # the end-of-turn decision reads it (Call)
         self.task: asyncio.Task | None = None
 
     def start(self, audio: bytes, end_sample: int, reply_too: bool) -> None:
@@ -56,6 +58,7 @@ class AheadRunner:
         """Transcribe the utterance so far; if allowed, prepare the reply and its first audio."""
         result = await self._hearing.transcribe(audio, end_sample, "ahead")
         ahead = Ahead(result["text"], result["confidence"], time.monotonic(), provider=result["provider"])
+        self._on_transcript(ahead.text)
         if ahead.text and not is_backchannel(ahead.text):
             await self._channel.send_text(self._partial_event(ahead.text))
         if not reply_too or is_backchannel(ahead.text):

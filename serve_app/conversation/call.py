@@ -17,9 +17,11 @@ from collections.abc import Callable
 
 from common.config import Settings
 from deployments.vad.engine import VADStream
+from deployments.vad.turn_end import decide
 from models.protocol import CloseCode, ConnectParams, event, session_started
 from models.session import TurnFinish
 from serve_app.conversation.ahead import AheadRunner
+from serve_app.conversation.barge import BargeIn
 from serve_app.conversation.channel import CLOSE_WAIT_S, Channel, quietly
 from serve_app.conversation.hearing import Transcribe
 from serve_app.conversation.listener import Listener
@@ -31,6 +33,7 @@ from serve_app.conversation.timers import Timers
 from serve_app.conversation.turn_parts import TurnInput
 from serve_app.conversation.turns import Turns
 from serve_app.deadlines import Deadlines
+from serve_app.tracing import NO_TRACE, CallTrace, NoTrace
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +48,13 @@ class Call:
         synthesize: Synthesize,
         vad_stream: VADStream,
         settings: Settings,
-        observe: Callable[[str, float], None] | None = None,
+        observe: Callable[[dict], None] | None = None,  # each turn's turn.metrics
         breaker=None,
         clock=time.monotonic,
         resume_token: str | None = None,
         resumed: bool = False,
+        on_barge_in: Callable[[], None] | None = None,
+        trace: CallTrace | NoTrace = NO_TRACE,
     ):
         self.params, self.session, self.session_id = params, session, session.session_id
         session_id = self.session_id
@@ -62,11 +67,13 @@ class Call:
         self._final_tried = False
         self._drain: asyncio.Task | None = None
         self._clock = clock
+        self._on_barge_in = on_barge_in or (lambda: None)
         self.channel = Channel(ws, lambda: self.finish("caller_disconnected", None), clock)
         self.listener = Listener(
             self.channel, self, params, session_id, transcribe, vad_stream, settings, breaker, clock
         )
-        self.record = Record(self.channel, session, self._dl, observe or (lambda stage, ms: None), self._awaiting)
+        observe = observe or (lambda metrics: None)
+        self.record = Record(self.channel, session, self._dl, observe, self._awaiting, trace)
         self.speaker = Speaker(
             self.channel,
             params,
@@ -86,7 +93,11 @@ class Call:
             params,
             session_id,
             self._dl,
+            self._decide_turn_end,
         )
+        self.barge = BargeIn.hearing(self.speaker, self.listener, settings, clock)
+        self._awaited: str | None = None  # what the agent asked for (PIN, order number)
+        self._turn_end: dict | None = None  # this pause's decision, for the turn's metrics
         self.turns = Turns(
             self.channel,
             self.listener,
@@ -132,6 +143,7 @@ class Call:
         finally:
             cut = self.speaker.heard_at_drop()  # before the reply's task is cancelled
             self.ahead.cancel()
+            self.barge.reset()
             for t in [*tasks, self.listener.partial, self.speaker.task]:
                 if t is not None:
                     t.cancel()
@@ -154,6 +166,7 @@ class Call:
             token = {"resume_token": self._resume_token} if moving and self.held else {}
             await self.channel.send_text(event("session.ended", reason=reason, **token))
             await self.channel.close(close_code, reason)
+        self.record.trace.end(reason)  # flushed in the background: no one waits on Langfuse
         return reason
 
     def drain(self, within_s: float) -> None:
@@ -187,7 +200,18 @@ class Call:
             log.error("call %s: final checkpoint failed: %r", self.session_id, exc)
 
     def _awaiting(self, what: str | None) -> None:
+        self._awaited = what
         self.listener.awaiting_pin = what == "pin"
+
+    def _decide_turn_end(self, text: str) -> None:
+        """The run-ahead heard the caller's pause: a finished turn ends after a short silence,
+        an unfinished one waits longer, an unsure one keeps the fixed silence."""
+        s = self._settings
+        if s.turn_end == "fixed":
+            return
+        verdict = decide(text, self._awaited)
+        self.listener.endpointer.end_after(verdict.endpoint_ms(s.turn_end_min_ms, s.turn_end_max_ms))
+        self._turn_end = verdict.metrics()
 
     def finish(self, reason: str, close_code: int | None = CloseCode.NORMAL) -> None:
         if not self._ended.done():
@@ -205,9 +229,11 @@ class Call:
 
     def on_speech_started(self) -> None:
         self.timers.idle_checks = 0
+        self.barge.reset()
 
     def on_paused(self, audio: bytes, at_sample: int) -> None:
         self.ahead.cancel()
+        self._turn_end = None
         if self._settings.preemptive_ms:
             speaker = self.speaker
             reply_too = not (self.turns.busy or speaker.interrupted or speaker.speaking() or self.turns.queue.qsize())
@@ -215,6 +241,7 @@ class Call:
 
     def on_resumed(self) -> None:
         self.ahead.cancel()  # the caller went on: what was started early is stale
+        self._turn_end = None
 
     def on_end_of_turn(self, audio: bytes, at_sample: int, trailing_silence_ms: float) -> None:
         eos_at = time.monotonic() - trailing_silence_ms / 1000
@@ -227,12 +254,17 @@ class Call:
             end_sample=at_sample,
             ahead=self.ahead.take(),
             over_agent=over_agent,
+            turn_end=self._turn_end or {"turn_end": "fixed" if self._settings.turn_end == "fixed" else "none"},
         )
+        self._turn_end = None
+        self.barge.reset()
         self.turns.enqueue(turn)
 
     async def on_speech(self, speech_ms: float) -> None:
-        if self.speaker.speaking() and speech_ms >= self._settings.barge_in_min_ms:
-            await self.speaker.barge_in()
+        cut_before = self.speaker.cut_at_s
+        await self.barge.on_speech(speech_ms)
+        if cut_before is None and self.speaker.cut_at_s is not None:  # once per cut, however many frames follow
+            self._on_barge_in()
 
     def on_text(self, text: str) -> None:
         self.timers.idle_checks = 0

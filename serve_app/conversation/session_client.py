@@ -124,7 +124,7 @@ class SessionClient:
         """The number of the turn about to be spoken: the Gateway numbers turns, in order."""
         return max(self._next_turn_id, self.context.next_turn_id)
 
-    def respond(self, transcript: str, run_ahead: bool = False):
+    def respond(self, transcript: str, run_ahead: bool = False, from_caller: bool = True):
         """The Dialogue's reply stream for `transcript`, on the latest context."""
         ctx = self.context
         request = DialogueRequest(
@@ -135,6 +135,7 @@ class SessionClient:
             history=ctx.history,
             turn_id=self.next_turn_id,
             run_ahead=run_ahead,
+            from_caller=from_caller,
         )
         return self._dialogue.respond.options(stream=True).remote(request)
 

@@ -38,7 +38,9 @@ class Speaker:
         self._synthesize = synthesize
         self._dl = deadlines
         self._finish_turn = finish_turn  # (turn_id, metrics, interrupted=, heard_part=): the turn's record
-        self.pacer = AudioPacer(channel.send_bytes, params.output_sample_rate, playback_lead_s, output_frame_ms)
+        self.pacer = AudioPacer(
+            channel.send_bytes, params.output_sample_rate, playback_lead_s, output_frame_ms, heard=channel.heard
+        )
         self._speech: Speech | None = None  # the reply being spoken
         self.task: asyncio.Task | None = None
         self.cut_at_s: float | None = None  # playback position of the last barge-in

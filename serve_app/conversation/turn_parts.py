@@ -20,6 +20,7 @@ class TurnInput:
     text: str = ""
     ahead: asyncio.Task | None = None  # the run-ahead started when the caller paused
     over_agent: bool = False  # said while the agent was talking
+    turn_end: dict | None = None  # the end-of-turn decision that set the endpoint (turn.metrics)
 
 
 @dataclass

@@ -107,7 +107,7 @@ class Turns:
             if turn.source == "goodbye":
                 self._finish("idle_timeout")
             return
-        metrics: dict = {"endpoint_delay_ms": round(turn.endpoint_ms, 1)}
+        metrics: dict = {"endpoint_delay_ms": round(turn.endpoint_ms, 1), **(turn.turn_end or {})}
         text, confidence, ahead = turn.text, None, None
         if turn.source == "speech":
             if not speaker.speaking():
@@ -160,6 +160,7 @@ class Turns:
             summary=prepared.summary,
             read_version=prepared.version,
         )
+        self._record.trace.turn_started(record.turn_id, turn.eos_at, turn.source)
         recorded = await self._record.record(record)
         if recorded is None:
             await self._channel.error("dialogue_failed", "the agent could not answer this turn")
@@ -208,6 +209,7 @@ class Turns:
         session actor when the reply stream closes."""
         speaker, ctx = self._speaker, self.session.context
         record = TurnRecord(turn_id=self.session.next_turn_id, source=source, transcript=text, confidence=confidence)
+        self._record.trace.turn_started(record.turn_id, eos_at, source)
         if source != "reply":
             shown = masked_transcript(text, ctx.awaiting)
             await self._channel.send_text(event("transcript", turn_id=record.turn_id, text=shown, final=True))
@@ -218,7 +220,7 @@ class Turns:
             return record.summary
         started = time.monotonic()
         try:
-            items = self.session.respond(text)
+            items = self.session.respond(text, from_caller=source != "reply")
         except Exception as exc:
             items = _failed(exc)
         ok = await speaker.reply(
