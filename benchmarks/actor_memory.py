@@ -83,6 +83,7 @@ def main() -> None:
     source = os.path.dirname(os.path.dirname(os.path.abspath(sys.modules["deployments"].__file__)))
     ray.init(
         address="local",  # a Ray of its own, never a running platform's
+        _node_ip_address="127.0.0.1",  # loopback only
         num_cpus=args.num_cpus,
         include_dashboard=False,
         log_to_driver=False,

@@ -122,8 +122,7 @@ def main() -> None:
 
     from serve_app import cluster
 
-    cluster.loopback_env()
-    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False, namespace="serve")
+    cluster.local_ray(4)
     try:
         from deployments.tts.engine import PiperEngine
 

@@ -18,10 +18,9 @@ def local_platform() -> Iterator[tuple[int, dict]]:
     from serve_app import cluster
 
     port = _free_port()
-    cluster.loopback_env()
     os.environ.setdefault("VOICE_IDLE_CHECKIN_S", "60")
     os.environ.setdefault("VOICE_CALLS_PER_MINUTE_PER_ADDRESS", "1000")  # every call here is from 127.0.0.1
-    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False, namespace="serve")
+    cluster.local_ray(4)
     try:
         config = cluster.load_config(http_port=port, env=cluster.settings_env())
         cluster.deploy(config)

@@ -123,10 +123,9 @@ def main() -> int:
     piper = PiperEngine()
     clips = {t: b"".join(piper.synthesize(t, RATE, deterministic=True)) for t in [*QUESTIONS, BARGE]}
     port = _free_port()
-    cluster.loopback_env()
     os.environ.setdefault("VOICE_IDLE_CHECKIN_S", "60")
     os.environ.setdefault("VOICE_CALLS_PER_MINUTE_PER_ADDRESS", "1000")
-    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False, namespace="serve")
+    cluster.local_ray(4)
     base, url = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/ws/call"
     results = []
     try:

@@ -79,9 +79,15 @@ def reply_first_audio(events: list[dict], frames: list[tuple[float, int]], mark:
     """Arrival of the first audio byte of the reply to a turn that ended at `since`: the audio
     after the first `agent.text` at or after `since` of a turn newer than any before event `mark`
     (so the tail of an earlier reply, still playing, is never taken for the answer)."""
-    prev = max((e["turn_id"] for e in events[:mark] if e["type"] == "agent.text"), default=-1)
-    start = next(
-        (e["_at"] for e in events[mark:] if e["type"] == "agent.text" and e["turn_id"] > prev and e["_at"] >= since),
+    prev = max(
+        (e["turn_id"] for e in events[:mark] if e["type"] == "agent.text" and e["turn_id"] is not None), default=-1
+    )
+    start = next(  # turn_id None: a line the session could not record in time, heard all the same
+        (
+            e["_at"]
+            for e in events[mark:]
+            if e["type"] == "agent.text" and (e["turn_id"] is None or e["turn_id"] > prev) and e["_at"] >= since
+        ),
         None,
     )
     if start is None:

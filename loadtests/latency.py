@@ -180,6 +180,7 @@ def start_ray() -> None:
     cluster.loopback_env()
     ray.init(
         address="local",
+        _node_ip_address="127.0.0.1",  # loopback only
         num_cpus=float(os.environ.get("VOICE_RAY_NUM_CPUS", "4")),
         include_dashboard=False,
         log_to_driver=False,

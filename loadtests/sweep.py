@@ -10,7 +10,8 @@ three speeds, some with a pause, some typed, some barged in on: loadtests/uttera
 for all to hang up, and goes to the next N. Per N: voice-to-voice P50/P95 from the last voiced
 sample, typed turns apart, connect-to-greeting P50/P95, failures, dropped and refused calls, CPU
 per component and the platform's PSS (loadtests/procstats.py). `--soak MINUTES` keeps the one N
-cycling calls for that long and reports latency and PSS per minute with their slopes per hour.
+cycling calls for that long (a refused caller dials again 1.5 to 4.5 s later) and reports latency,
+PSS and refusals per minute, with slopes per hour over the whole soak and after its warm-up.
 Without `--url` it starts its own platform on a free port, as loadtests/latency.py does.
 """
 
@@ -91,9 +92,15 @@ class Driver:
         async def cycle(i: int) -> None:
             await asyncio.sleep(i * self.args.ramp_s / n)
             while time.monotonic() < until:
-                done.append(await self.call(i))
+                result = await self.call(i)
+                done.append(result)
+                if result.refused:  # as a caller told "busy" would: dial again a little later
+                    await asyncio.sleep(REDIAL_S * (0.5 + random.random()))
 
         await asyncio.gather(*(cycle(i) for i in range(n)))
+
+
+REDIAL_S = 3.0  # a refused soak caller dials again after 1.5 to 4.5 s, not at once
 
 
 def run_sweep(driver: Driver, sampler: ProcSampler) -> dict:
@@ -142,7 +149,14 @@ def run_soak(driver: Driver, sampler: ProcSampler) -> dict:
     asyncio.run(driver.soak(n, t0 + minutes * 60, done))
     windows = report.soak_windows(done, sampler.samples, t0, max(1, math.ceil(minutes)))
     level = report.summarize(n, done, sampler.between(t0, time.monotonic()), [])
-    soak = {"calls": n, "minutes": minutes, "windows": windows, "slopes": report.soak_slopes(windows)}
+    settled = [w for w in windows if w["minute"] >= report.soak_warmup(minutes)]
+    soak = {
+        "calls": n,
+        "minutes": minutes,
+        "windows": windows,
+        "slopes": report.soak_slopes(windows),
+        "slopes_after_warmup": report.soak_slopes(settled) if len(settled) >= 2 else None,
+    }
     return {"levels": [level], "soak": soak}
 
 
@@ -185,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(report.table(result["levels"]))
     if "soak" in result:
-        print(report.soak_table(result["soak"]["windows"], result["soak"]["slopes"]))
+        soak = result["soak"]
+        print(report.soak_table(soak["windows"], soak["slopes"], soak["slopes_after_warmup"]))
     if args.json:
         args.json.write_text(json.dumps(report.plain(result), indent=1))
         print(f"figures: {args.json}")

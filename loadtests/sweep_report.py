@@ -146,12 +146,14 @@ def plain(obj):
 
 
 def soak_windows(calls: list[CallResult], samples: list[Sample], t0: float, minutes: int) -> list[dict]:
-    """Per minute from t0: spoken-turn P50/P95 (turns that ended in it) and the median PSS."""
+    """Per minute from t0: spoken-turn P50/P95 (turns that ended in it), the median PSS and the
+    calls refused (1013: no warm session, or shedding) that were dialled in it."""
     out = []
     for m in range(minutes):
         lo, hi = t0 + 60 * m, t0 + 60 * (m + 1)
         v2v = [t.ms for c in calls for t in c.turns if t.kind != "typed" and t.ms is not None and lo <= t.at < hi]
-        pss = [s.platform_pss_mb() for s in samples if lo <= s.at < hi]
+        here = [s for s in samples if lo <= s.at < hi]
+        pss = [s.platform_pss_mb() for s in here]
         out.append(
             {
                 "minute": m,
@@ -159,26 +161,52 @@ def soak_windows(calls: list[CallResult], samples: list[Sample], t0: float, minu
                 "v2v_p50_ms": percentile(v2v, 50),
                 "v2v_p95_ms": percentile(v2v, 95),
                 "pss_total_mb": statistics.median(pss) if pss else math.nan,
+                # Without the session actors and workers starting for calls: how many calls are live
+                # moves the total by ~50 MB a call; what is left must stay flat.
+                "pss_shared_mb": statistics.median(_shared_pss(s) for s in here) if here else math.nan,
+                "session_actors": statistics.median(s.procs.get("SessionActor", 0) for s in here) if here else 0,
+                "pss_by_component_mb": {
+                    c: round(statistics.median(s.pss_mb.get(c, 0.0) for s in here), 1)
+                    for c in sorted({c for s in here for c in s.pss_mb})
+                },
+                "refused": sum(1 for c in calls if c.refused and lo <= c.started < hi),
             }
         )
     return out
 
 
+_PER_CALL = ("SessionActor", "Ray worker")
+
+
+def _shared_pss(sample: Sample) -> float:
+    return sum(v for k, v in sample.pss_mb.items() if k != SELF and k not in _PER_CALL)
+
+
 def soak_slopes(windows: list[dict]) -> dict:
     """Per hour: the least-squares slope of each figure over the minute windows (flat is 0)."""
     hours = [(w["minute"] + 0.5) / 60 for w in windows]
-    keys = ("v2v_p50_ms", "v2v_p95_ms", "pss_total_mb")
+    keys = ("v2v_p50_ms", "v2v_p95_ms", "pss_total_mb", "pss_shared_mb")
     return {f"{k}_per_hour": slope(hours, [w[k] for w in windows]) for k in keys}
 
 
-def soak_table(windows: list[dict], slopes: dict) -> str:
-    lines = [f"{'minute':>6} {'turns':>5} {'v2v P50':>7} {'P95':>6} {'PSS MB':>7}"]
+def soak_warmup(minutes: float) -> int:
+    """Minutes left out of the settled slopes: the warm pool filling and the first calls'
+    caches, a sixth of the soak, at most 5."""
+    return min(5, int(minutes // 6))
+
+
+def soak_table(windows: list[dict], slopes: dict, settled: dict | None = None) -> str:
+    head = f"{'minute':>6} {'turns':>5} {'v2v P50':>7} {'P95':>6} {'PSS MB':>7} {'shared':>7} {'actors':>6}"
+    lines = [f"{head} {'refused':>7}"]
     for w in windows:
         lines.append(
             f"{w['minute']:>6} {w['turns']:>5} {ms(w['v2v_p50_ms']):>7} {ms(w['v2v_p95_ms']):>6} "
-            f"{w['pss_total_mb']:>7.0f}"
+            f"{w['pss_total_mb']:>7.0f} {w.get('pss_shared_mb', math.nan):>7.0f} {w.get('session_actors', 0):>6.0f} "
+            f"{w.get('refused', 0):>7}"
         )
     lines.append("slope per hour: " + ", ".join(f"{k} {v:+.1f}" for k, v in slopes.items()))
+    if settled is not None:
+        lines.append("after warm-up: " + ", ".join(f"{k} {v:+.1f}" for k, v in settled.items()))
     return "\n".join(lines)
 
 

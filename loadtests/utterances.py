@@ -77,7 +77,7 @@ def load_utterances(cache_dir: Path | None = None) -> list[Utterance]:
     """Every spoken question, rendered on first use and read from the cache after."""
     folder = Path(cache_dir or os.environ.get("VOICE_LOADTEST_UTTERANCES", DEFAULT_CACHE))
     folder.mkdir(parents=True, exist_ok=True)
-    synth = _Synth()
+    synth = Synth()
     out = []
     for i, written in enumerate(SPOKEN):
         voice, scale = VOICES[i % len(VOICES)], LENGTH_SCALES[(i // len(VOICES)) % len(LENGTH_SCALES)]
@@ -115,8 +115,9 @@ def _key(written: str, voice: str, scale: float) -> str:
     return hashlib.sha256(f"{voice}|{scale}|{PAUSE_S}|{written}".encode()).hexdigest()[:20]
 
 
-class _Synth:
-    """Both voices, each loaded only if an utterance in it is missing from the cache."""
+class Synth:
+    """Both voices, each loaded only if an utterance in it is missing from the cache (also the
+    end-of-turn set's: loadtests/turn_set.py)."""
 
     def __init__(self):
         self._piper = None

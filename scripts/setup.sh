@@ -7,11 +7,14 @@ PYTHON="${PYTHON:-python3}"
 # Debian packages: Chromium for the browser tests (tests/test_browser.py; Playwright drives it
 # and never downloads a browser of its own) and redis-server, the cluster's call-state store
 # (VOICE_STORE_URL), which the tests start for real on a loopback port; espeak-ng, the second
-# voice the capacity sweep's callers speak in (loadtests/utterances.py).
+# voice the capacity sweep's callers speak in (loadtests/utterances.py); prometheus, which
+# tests/test_prometheus.py runs against the platform (deploy/prometheus/prometheus.yml) and which
+# brings promtool, the alert rules' unit tester.
 apt_packages=""
 [ -x /usr/bin/chromium ] || apt_packages="chromium fonts-dejavu-core"
 command -v redis-server >/dev/null || apt_packages="$apt_packages redis-server"
 command -v espeak-ng >/dev/null || apt_packages="$apt_packages espeak-ng"
+command -v prometheus >/dev/null || apt_packages="$apt_packages prometheus"
 if [ -n "$apt_packages" ] && command -v apt-get >/dev/null; then
     as_root=""
     [ "$(id -u)" = 0 ] || as_root="sudo"

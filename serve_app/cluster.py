@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_PATH = ROOT / "serve_config.yaml"
-FORWARDED_ENV = ("VOICE_", "DEEPGRAM_API_KEY", "OPENAI_API_KEY")
+FORWARDED_ENV = ("VOICE_", "DEEPGRAM_API_KEY", "OPENAI_API_KEY", "LANGFUSE_")
 
 
 def loopback_env() -> None:
@@ -31,8 +31,24 @@ def loopback_env() -> None:
     os.environ.setdefault("FORWARDED_ALLOW_IPS", "")
 
 
+def local_ray(num_cpus: float, namespace: str = "serve") -> None:
+    """A Ray of this process's own (tests, benchmarks) on loopback: never a running platform's,
+    its node's address 127.0.0.1 as `voice-agent up`'s is, no dashboard."""
+    import ray
+
+    loopback_env()
+    ray.init(
+        address="local",
+        _node_ip_address="127.0.0.1",
+        num_cpus=num_cpus,
+        include_dashboard=False,
+        log_to_driver=False,
+        namespace=namespace,
+    )
+
+
 def settings_env() -> dict[str, str]:
-    """VOICE_* settings of this process (secrets included: load_config keeps those out)."""
+    """VOICE_* (and LANGFUSE_*) settings of this process (secrets included: load_config keeps those out)."""
     return {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV)}
 
 

@@ -43,28 +43,39 @@ def ensure_auth_token() -> Path | None:
     return path
 
 
+def _args(p) -> list[str]:
+    import psutil
+
+    try:
+        return p.cmdline()
+    except (psutil.Error, OSError):
+        return []
+
+
+def session_dir(port: int) -> Path | None:
+    """The session folder of the Ray cluster whose GCS listens on `port` (its logs, and the
+    Prometheus service-discovery file its dashboard writes), found by its GCS's --log_dir."""
+    import psutil
+
+    for p in psutil.process_iter():
+        a = _args(p)
+        if a and a[0].endswith("gcs_server") and f"--gcs_server_port={port}" in a:
+            log_dir = next((x.split("=", 1)[1] for x in a if x.startswith("--log_dir=")), "")
+            return Path(log_dir).parent if log_dir else None
+    return None
+
+
 def cluster_processes(port: int) -> list:
     """The processes of the Ray cluster whose GCS listens on `port` (and their children, the
     workers): found by that cluster's session folder, so other Ray clusters on this machine live on."""
     import psutil
 
-    def args(p) -> list[str]:
-        try:
-            return p.cmdline()
-        except (psutil.Error, OSError):
-            return []
-
-    session = None
-    for p in psutil.process_iter():
-        a = args(p)
-        if a and a[0].endswith("gcs_server") and f"--gcs_server_port={port}" in a:
-            log_dir = next((x.split("=", 1)[1] for x in a if x.startswith("--log_dir=")), "")
-            session = str(Path(log_dir).parent) if log_dir else None
-    if not session:
+    session = session_dir(port)
+    if session is None:
         return []
-    marks = (session, f"--address=127.0.0.1:{port}", f"--gcs-address=127.0.0.1:{port}")
+    marks = (str(session), f"--address=127.0.0.1:{port}", f"--gcs-address=127.0.0.1:{port}")
     found = {
-        p.pid: p for p in psutil.process_iter() if p.pid != os.getpid() and any(m in x for x in args(p) for m in marks)
+        p.pid: p for p in psutil.process_iter() if p.pid != os.getpid() and any(m in x for x in _args(p) for m in marks)
     }
     for p in list(found.values()):
         try:

@@ -21,7 +21,7 @@ def test_locust_callers_are_answered_and_reported_in_plain_numbers(platform, tmp
     load_utterances()  # synthesized here, not inside Locust's timed run
     host = f"ws://127.0.0.1:{platform['port']}"
     cmd = [sys.executable, "-m", "locust", "-f", "loadtests/locustfile.py", "--headless", "-u", "2", "-r", "2"]
-    cmd += ["-t", "40s", "--stop-timeout", "60", "--host", host, "--csv", str(tmp_path / "run")]
+    cmd += ["-t", "25s", "--stop-timeout", "60", "--host", host, "--csv", str(tmp_path / "run")]
     env = {**os.environ, "LOADTEST_TURNS": "3"}  # one turn of each kind per call
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     report = out.stdout + out.stderr

@@ -52,8 +52,7 @@ def ray_runtime():
     if ray.is_initialized():  # the platform's Ray, in a full run
         yield ray
         return
-    cluster.loopback_env()
-    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False, namespace="secrets-test")
+    cluster.local_ray(1, "secrets-test")
     try:
         yield ray
     finally:

@@ -164,6 +164,18 @@ def test_soak_windows_and_slopes_per_hour():
     assert slopes["pss_total_mb_per_hour"] == pytest.approx(60) and slopes["v2v_p50_ms_per_hour"] == pytest.approx(60)
     assert math.isnan(report.slope([1.0], [2.0]))
     assert "slope per hour" in report.soak_table(windows, slopes)
+    assert report.soak_warmup(30) == 5 and report.soak_warmup(3) == 0  # the settled slopes skip the warm-up
+    # More live calls move the total by their session actors; the shared part stays where it was.
+    pss = [{"TTS": 2000.0, "SessionActor": 50.0 * m} for m in range(10)]
+    busier = [Sample(60 * m + 10, {}, pss[m], {"SessionActor": m}) for m in range(10)]
+    held = report.soak_windows(calls, busier, 0.0, 10)
+    assert [w["session_actors"] for w in held] == list(range(10))
+    assert held[4]["pss_by_component_mb"]["SessionActor"] == 200
+    busy_slopes = report.soak_slopes(held)
+    assert busy_slopes["pss_total_mb_per_hour"] == pytest.approx(3000) and busy_slopes["pss_shared_mb_per_hour"] == 0
+    refused = _call(0, [], [], 100)
+    refused.refused, refused.started = True, 125.0
+    assert [w["refused"] for w in report.soak_windows([refused], samples, 0.0, 3)] == [0, 0, 1]
 
 
 @pytest.mark.platform
