@@ -29,6 +29,22 @@ def loopback_env() -> None:
     # local client could then pick its own address for the per-address call limit. Trust no
     # proxy unless the operator names theirs (FORWARDED_ALLOW_IPS=10.0.0.5 before `up`).
     os.environ.setdefault("FORWARDED_ALLOW_IPS", "")
+    bounded_history_env()
+
+
+# Ray keeps every task's events (100,000 by default) and every ended actor (100,000) in the GCS for
+# its dashboard and state API. Each Serve request is an actor task and each call ends an actor, so
+# on a long-running box that history, not the calls, grows the GCS for hours: keep the recent part.
+RAY_HISTORY = {
+    "RAY_task_events_max_num_task_in_gcs": "10000",
+    "RAY_maximum_gcs_destroyed_actor_cached_count": "1000",
+}
+
+
+def bounded_history_env() -> None:
+    """Bound what Ray's GCS keeps of finished tasks and ended actors (an operator's value wins)."""
+    for key, value in RAY_HISTORY.items():
+        os.environ.setdefault(key, value)
 
 
 def local_ray(num_cpus: float, namespace: str = "serve") -> None:

@@ -5,6 +5,7 @@ config must equal serve_config.yaml apart from the overrides documented here and
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -238,3 +239,20 @@ def test_redis_deployment_keeps_its_data_on_a_volume_behind_a_password():
     assert "requirepass $REDIS_PASSWORD" in script and "appendonly yes" in script and "dir /data" in script
     assert container["env"][0]["valueFrom"]["secretKeyRef"]["key"] == "redis-password"
     assert {"cpu", "memory"} <= set(container["resources"]["requests"])
+
+
+def test_every_way_of_starting_ray_bounds_the_gcs_history(cluster, rayservice, monkeypatch):
+    """The GCS's task events and ended actors grow with every request and call for hours unless
+    bounded: `voice-agent up` and the tests (loopback_env), cluster.yaml's head and KubeRay's."""
+    from serve_app import cluster as local
+
+    head = "\n".join(cluster["head_start_ray_commands"])
+    for key, value in local.RAY_HISTORY.items():
+        assert f"{key}={value}" in head[: head.index("ray start --head")], key
+        for name, container in ray_containers(rayservice):
+            assert {"name": key, "value": value} in container["env"], name
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("RAY_task_events_max_num_task_in_gcs", "500")  # an operator's own value wins
+    local.loopback_env()
+    assert os.environ["RAY_task_events_max_num_task_in_gcs"] == "500"
+    assert os.environ["RAY_maximum_gcs_destroyed_actor_cached_count"] == "1000"

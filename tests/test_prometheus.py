@@ -26,6 +26,7 @@ import yaml
 
 from serve_app import local_ray
 from serve_app.call import CallClient, speak_turn
+from serve_app.cluster import RAY_HISTORY
 from tests.conftest import ROOT, _free_port
 from tests.test_browser import CHROMIUM, FLAGS
 
@@ -164,6 +165,8 @@ def test_after_a_call_promql_returns_the_platforms_metrics(tmp_path, output_dir,
         assert stat.S_IMODE(token_file.stat().st_mode) == 0o600  # a secret: the owner alone reads it
         session = local_ray.session_dir(ports["RAY"])
         assert session is not None
+        (gcs,) = [p for p in local_ray.cluster_processes(ports["RAY"]) if p.name() == "gcs_server"]
+        assert RAY_HISTORY.items() <= gcs.environ().items()  # its history bounded: a long run's memory
         sd_file = session / SD_FILE
         wait_for("the dashboard's discovery file", sd_file.is_file)
         with prometheus(scrape_config(sd_file), tmp_path, prom_port) as prom:
