@@ -187,7 +187,9 @@ async def _answer(client, result: CallResult, kind, text, marks, since: float, o
         if first() is not None:
             await client.silence_until(lambda: client.closed, opts.barge_after_s)
     else:
-        ok = await client.silence_until(lambda: client.agent_idle_since(mark) or client.closed, opts.reply_timeout)
+        ok = await client.silence_until(
+            lambda: client.agent_idle_since(mark, since) or client.closed, opts.reply_timeout
+        )
     at = first()
     cut = kind == "barge" and any(e["type"] == "audio.clear" for e in client.events[mark:])
     metrics = [e for e in client.events[mark:] if e["type"] == "turn.metrics"]

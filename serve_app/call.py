@@ -182,10 +182,15 @@ class CallClient:
             await asyncio.sleep(FRAME_MS / 1000)
         return True
 
-    def agent_idle_since(self, index: int) -> bool:
-        """The agent answered a turn sent after event `index` and went back to listening."""
-        states = [e["state"] for e in self.events[index:] if e["type"] == "agent.state"]
-        return "thinking" in states and states[-1] == "listening"
+    def agent_idle_since(self, index: int, said_at: float | None = None) -> bool:
+        """The agent answered a turn sent after event `index` and went back to listening.
+
+        `said_at` (when the caller's last word left): only a turn taken up after it counts. A
+        caller who pauses mid-sentence may have the first half answered, and barged in on,
+        while still speaking; that reply is not the answer to what they said."""
+        states = [(e["state"], e["_at"]) for e in self.events[index:] if e["type"] == "agent.state"]
+        thought = any(s == "thinking" and (said_at is None or at >= said_at) for s, at in states)
+        return thought and states[-1][0] == "listening"
 
     async def hangup(self, timeout: float = 15) -> None:
         if not self.closed:
@@ -207,8 +212,8 @@ async def speak_turn(client: CallClient, pcm16: bytes, label: str = "", timeout:
     mark = len(client.events)
     frames_before = len(client.audio_frames)
     speech_end = await client.stream(pcm16)
-    await client.silence_until(lambda: client.agent_idle_since(mark) or client.closed, timeout)
     report = TurnReport(label, speech_end, speech_end - trailing_silence_s(pcm16, client.sample_rate))
+    await client.silence_until(lambda: client.agent_idle_since(mark, report.last_voiced) or client.closed, timeout)
     for at, _n in client.audio_frames[frames_before:]:
         if at >= report.last_voiced:
             report.first_audio = at

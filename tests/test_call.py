@@ -252,6 +252,26 @@ async def test_spoken_call_authenticates_and_gets_order_status(platform, speak):
     assert state.customers.get("cust-demo-alice").last_order == "10042"  # offered at Alice's next call
 
 
+async def test_a_caller_who_goes_on_after_a_pause_is_answered_for_all_they_said(platform, speak):
+    """A pause long enough to end the turn, then the order number: the agent's first answer is
+    cut by the caller going on, and what they said after the pause is taken with what came before,
+    not as an answer to a question they never heard."""
+    from tests.conftest import silence
+
+    client = await open_call(platform, "demo-alice")
+    await wait_greeting_done(client)
+    said = speak("Where is my order?") + silence(0.9) + speak("One zero zero four two.")
+    report = await speak_turn(client, said, timeout=60)
+    assert report.first_audio is not None and report.first_audio > report.last_voiced, report
+    await client.hangup()
+    state = stored(platform, client.session["session_id"])
+    why = [(t.transcript, t.reply, t.interrupted, t.tool_results) for t in state.turns], state.slots
+    assert state.auth_failures == 0 and not state.auth_locked, why  # "10042" was not taken for a PIN
+    assert "PIN" in " ".join(state.turns[-1].reply), why
+    assert state.slots.get("order_id") == "10042", why
+    print(f"\ngoing on after a pause: {why}")
+
+
 async def test_escalation_reaches_the_client_and_ends_the_call(platform):
     import json
     import urllib.request
