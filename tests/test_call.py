@@ -254,8 +254,9 @@ async def test_spoken_call_authenticates_and_gets_order_status(platform, speak):
 
 async def test_a_caller_who_goes_on_after_a_pause_is_answered_for_all_they_said(platform, speak):
     """A pause long enough to end the turn, then the order number: the agent's first answer is
-    cut by the caller going on, and what they said after the pause is taken with what came before,
-    not as an answer to a question they never heard."""
+    cut by the caller going on, and the number is read in the context of the question before it
+    (an order number), not as an answer to a PIN question the caller never heard. The caller's
+    report is the answer to the number, not the cut reply to the first half."""
     from tests.conftest import silence
 
     client = await open_call(platform, "demo-alice")

@@ -246,13 +246,14 @@ def test_every_way_of_starting_ray_bounds_the_gcs_history(cluster, rayservice, m
     bounded: `voice-agent up` and the tests (loopback_env), cluster.yaml's head and KubeRay's."""
     from serve_app import cluster as local
 
+    monkeypatch.setattr(os, "environ", dict(os.environ))  # loopback_env's other settings stay in this test
     head = "\n".join(cluster["head_start_ray_commands"])
     for key, value in local.RAY_HISTORY.items():
         assert f"{key}={value}" in head[: head.index("ray start --head")], key
         for name, container in ray_containers(rayservice):
             assert {"name": key, "value": value} in container["env"], name
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("RAY_task_events_max_num_task_in_gcs", "500")  # an operator's own value wins
+        os.environ.pop(key, None)
+    os.environ["RAY_task_events_max_num_task_in_gcs"] = "500"  # an operator's own value wins
     local.loopback_env()
     assert os.environ["RAY_task_events_max_num_task_in_gcs"] == "500"
     assert os.environ["RAY_maximum_gcs_destroyed_actor_cached_count"] == "1000"
