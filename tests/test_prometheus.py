@@ -188,17 +188,19 @@ def test_after_a_call_promql_returns_the_platforms_metrics(tmp_path, output_dir,
                 lambda: promql(prom, "sum(ray_voice_turn_latency_ms_count) > 0"),
             )
             answers = {"sum(ray_voice_turn_latency_ms_count)": count}
+            # Each replica's metrics reach Prometheus at its own scrape: wait for every stage's
+            # count, and for the call's end, before reading the rest.
+            for stage in ("asr_latency_ms", "llm_latency_ms", "tts_first_chunk_ms"):
+                query = f"sum(ray_voice_{stage}_count)"
+                answers[query] = wait_for(f"{stage} counted", lambda q=query: promql(prom, f"{q} > 0"))
+            wait_for("the call's end counted", lambda: promql(prom, 'ray_voice_sessions_total{outcome="completed"}'))
             for query in (
-                "sum(ray_voice_asr_latency_ms_count)",
-                "sum(ray_voice_llm_latency_ms_count)",
-                "sum(ray_voice_tts_first_chunk_ms_count)",
                 "histogram_quantile(0.95, sum by (le) (ray_voice_turn_latency_ms_bucket))",
                 "ray_voice_active_sessions",
                 "ray_voice_capacity_sessions",
                 "sum by (outcome) (ray_voice_sessions_total)",
             ):
                 answers[query] = promql(prom, query)
-            wait_for("the call's end counted", lambda: promql(prom, 'ray_voice_sessions_total{outcome="completed"}'))
             (output_dir / "promql.json").write_text(json.dumps(answers, indent=1))
             print(json.dumps(answers, indent=1))
             for stage in ("asr_latency_ms", "llm_latency_ms", "tts_first_chunk_ms"):
