@@ -131,6 +131,9 @@ class Settings(LimitSettings, PhoneSettings):
     consent_notice: str = (
         "This call is recorded and transcribed to help us serve you. If you'd rather it wasn't, just say no."
     )
+    # What the agent says when it answers (after the notice when that is on): the operator's words,
+    # a fixed line the TTS replicas make at start and cache.
+    greeting: str = "Hello, thanks for calling. How can I help you today?"
     tool_cache_ttl_s: float = Field(default=60.0, ge=0)
     # Audio of the dialogue's fixed lines kept per TTS replica (deployments/tts/cache.py); 0: off.
     tts_cache_mb: float = Field(default=32.0, ge=0)
@@ -174,6 +177,8 @@ class Settings(LimitSettings, PhoneSettings):
     def _a_notice_to_say(self) -> Settings:
         if self.consent_notice_on and not self.consent_notice.strip():
             raise ValueError("VOICE_CONSENT_NOTICE must not be empty while VOICE_CONSENT_NOTICE_ON is true")
+        if not self.greeting.strip():
+            raise ValueError("VOICE_GREETING must not be empty: it is what a caller hears first")
         return self
 
     @model_validator(mode="after")

@@ -21,6 +21,9 @@ TEST_ENV = {
     "VOICE_MAX_DROPPED_MESSAGES": "40",
     "VOICE_IDLE_CHECKIN_S": "10",  # short enough to test the wake-up timer, longer than a test's pauses (a redeploy)
     "VOICE_IDLE_MAX_CHECKINS": "1",
+    # An operator's greeting (VOICE_GREETING), shorter than the default: nearly every platform test
+    # waits for it to play out at real time before speaking (the default's are in-process tests).
+    "VOICE_GREETING": "Hello. How can I help?",
     "VOICE_ADMIN_TOKEN": "platform-test-admin-token-7d41",  # a secret: reaches the Gateway through Ray's KV store
     "VOICE_CALLS_PER_MINUTE_PER_ADDRESS": "1000",  # every test calls from 127.0.0.1; per caller_id stays 10
     "VOICE_RESUME_WINDOW_S": "10",  # a dropped call is held this long for a resume (a Gateway restart fits)

@@ -40,11 +40,8 @@ async def test_two_spoken_turns(platform, speak, output_dir):
     assert started["protocol"] == 1 and started["input_sample_rate"] == started["output_sample_rate"] == 16000
     await wait_greeting_done(client)
     greeting_audio = len(client.audio)
-    assert greeting_audio / 32000 > 1.5, "greeting audio missing"
-    assert [e["text"] for e in client.of_type("agent.text")] == [
-        "Hello, thanks for calling.",
-        "How can I help you today?",
-    ]
+    assert greeting_audio / 32000 > 0.8, "greeting audio missing"
+    assert [e["text"] for e in client.of_type("agent.text")] == ["Hello.", "How can I help?"]  # VOICE_GREETING
 
     said = ["What are your opening hours?", "I want to check the status of my order."]
     reports = [await speak_turn(client, speak(text), timeout=60) for text in said]
@@ -139,10 +136,10 @@ async def test_caller_at_48k_is_resampled_both_ways(platform, speak):
     client = await open_call(platform, "hifi", rate=48000)
     assert client.session["output_sample_rate"] == 48000
     await wait_greeting_done(client)
+    greeting_s = len(client.audio) / 2 / 48000
     report = await speak_turn(client, speak("What are your opening hours?", 48000), timeout=60)
     assert word_error_rate("What are your opening hours?", report.transcript) <= 0.2, report.transcript
-    first_turn_audio_s = len(client.audio) / 2 / 48000
-    assert first_turn_audio_s > 5  # greeting + answer, at 48 kHz
+    assert greeting_s > 0.8 and len(client.audio) / 2 / 48000 - greeting_s > 3  # each at 48 kHz
     await client.hangup()
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from common.config import ConfigError, load_settings
-from deployments.dialogue.fixed_lines import fixed_lines, notice_lines, prewarm_lines
+from deployments.dialogue.engine import GREETING
+from deployments.dialogue.fixed_lines import fixed_lines, greeting_lines, notice_lines, prewarm_lines
 from deployments.policy.consent import DECLINED_REPLY, carries_request, consent_after
 
 DECLINES = [
@@ -131,6 +132,7 @@ def dialogue(tmp_path):
     made._engine = made._engine_ahead = EchoEngine()
     made._state = sqlite_state(tmp_path / "state.db")
     made._notice = notice_lines(True, "This call is recorded. Say no if you'd rather it wasn't.")
+    made._greeting = list(GREETING)  # VOICE_GREETING's default
     yield made
     made._state.close()
 
@@ -146,8 +148,6 @@ async def turn(dialogue, text: str, consent: str | None, from_caller: bool = Tru
 
 
 async def test_the_greeting_says_the_notice_first_and_waits_for_its_answer(dialogue):
-    from deployments.dialogue.engine import GREETING
-
     items = [item async for item in dialogue.greeting()]
     assert [i.text for i in items[:-1]] == [*dialogue._notice, *GREETING]
     assert items[-1].memory == {"consent": "pending"}
@@ -156,9 +156,27 @@ async def test_the_greeting_says_the_notice_first_and_waits_for_its_answer(dialo
     assert [i.text for i in items[:-1]] == GREETING and items[-1].memory is None
 
 
-async def test_a_decline_is_acknowledged_and_any_request_with_it_answered(dialogue):
-    from deployments.dialogue.engine import GREETING
+async def test_the_operators_greeting_is_said_and_is_a_fixed_line(dialogue, monkeypatch):
+    """VOICE_GREETING replaces the default word for word; it is said after the notice, closes a
+    decline's answer, and is among the lines the TTS replicas make at start and cache."""
+    monkeypatch.delenv("VOICE_GREETING", raising=False)  # the platform tests' shorter one
+    assert load_settings().greeting == " ".join(GREETING)
+    monkeypatch.setenv("VOICE_GREETING", "Acme support, this is Sam. What can I do for you?")
+    ours = greeting_lines(load_settings().greeting)
+    assert ours == ["Acme support, this is Sam.", "What can I do for you?"]
+    dialogue._greeting = ours
+    items = [item async for item in dialogue.greeting()]
+    assert [i.text for i in items[:-1]] == [*dialogue._notice, *ours]
+    said, _ = await turn(dialogue, "No thanks.", "pending")
+    assert said == [DECLINED_REPLY, "What can I do for you?"]
+    assert set(ours) <= set(prewarm_lines(dialogue._notice, ours)) and set(ours) <= set(fixed_lines(None, (), ours))
+    assert not set(GREETING) & set(prewarm_lines((), ours))  # the default is not made for nothing
+    monkeypatch.setenv("VOICE_GREETING", "  ")
+    with pytest.raises(ConfigError, match="VOICE_GREETING"):
+        load_settings()
 
+
+async def test_a_decline_is_acknowledged_and_any_request_with_it_answered(dialogue):
     said, summary = await turn(dialogue, "No thanks.", "pending")
     assert said == [DECLINED_REPLY, GREETING[-1]] and summary.memory["consent"] == "declined"
     assert dialogue._engine.asked == []  # the engine never saw it

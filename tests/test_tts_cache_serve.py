@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from deployments.dialogue.engine import GREETING
-from deployments.dialogue.fixed_lines import PREWARM
+from deployments.dialogue.fixed_lines import greeting_lines, prewarm_lines
 from deployments.tts.engine import clauses, quick_start
+from tests.conftest import TEST_ENV
 
 
 async def greeting_audio(url: str, caller: str) -> bytes:
@@ -33,8 +33,9 @@ def test_second_greeting_is_served_from_the_cache_as_the_same_audio(platform, pi
         return tts.cache_stats.remote().result(timeout_s=30)
 
     assert stats()["max_bytes"] == 32 * 2**20  # the default, VOICE_TTS_CACHE_MB=32
+    greeting = greeting_lines(TEST_ENV["VOICE_GREETING"])  # the operator's, made at start like the default
     deadline = time.monotonic() + 60
-    while stats()["lines"] < len(PREWARM):  # made at the replica's start, in the background
+    while stats()["lines"] < len(prewarm_lines((), greeting)):  # made at the replica's start, in the background
         assert time.monotonic() < deadline, f"the cache was not pre-warmed: {stats()}"
         time.sleep(0.5)
     calls = [stats()]
@@ -43,12 +44,12 @@ def test_second_greeting_is_served_from_the_cache_as_the_same_audio(platform, pi
     second = asyncio.run(greeting_audio(platform["ws"], "tts-cache-2"))
     calls.append(stats())
     for before, after in zip(calls, calls[1:]):  # the first caller too: the greeting was pre-warmed
-        assert after["hits"] - before["hits"] >= len(GREETING)  # each greeting sentence from the cache
+        assert after["hits"] - before["hits"] >= len(greeting)  # each greeting sentence from the cache
         assert after["misses"] == before["misses"]
     # The greeting's first sentence is cut as a reply's first is; the second as any other.
     fresh = b"".join(
         chunk
-        for sentence, cut in ((GREETING[0], quick_start), (GREETING[1], clauses))
+        for sentence, cut in ((greeting[0], quick_start), (greeting[1], clauses))
         for part in cut(sentence)
         for chunk in piper.synthesize(part, 16000, deterministic=True)
     )

@@ -21,8 +21,8 @@ from ray.serve.handle import DeploymentHandle
 from common.config import Settings, get_settings
 from common.logs import mask_logs_in_this_process
 from common.metrics import Meters
-from deployments.dialogue.engine import GREETING, IntentClassifier
-from deployments.dialogue.fixed_lines import notice_lines
+from deployments.dialogue.engine import IntentClassifier
+from deployments.dialogue.fixed_lines import greeting_lines, notice_lines
 from deployments.dialogue.remember import to_remember
 from deployments.dialogue.support import SupportAgent, TurnResult
 from deployments.dialogue.tools import support_router
@@ -66,6 +66,7 @@ class Dialogue:
         self._engine_ahead._tools = NoToolsRouter(self._router)
         self._last: tuple[str, list[float]] | None = None
         self._notice = notice_lines(settings.consent_notice_on, settings.consent_notice)
+        self._greeting = greeting_lines(settings.greeting)
 
     def _tool_called(self, tool: str, failed: bool) -> None:
         self._meters.inc("voice_tool_calls_total", {"tool": tool})
@@ -96,7 +97,7 @@ class Dialogue:
             first = False
             yield Sentence(text=DECLINED_REPLY, engine_ms=round((time.monotonic() - started) * 1000, 1))
             if not carries_request(request.transcript):
-                yield Sentence(text=GREETING[-1])
+                yield Sentence(text=self._greeting[-1])
                 yield TurnSummary(intent="consent_declined", score=1.0, memory={**request.memory, "consent": consent})
                 return
         try:
@@ -160,7 +161,7 @@ class Dialogue:
 
     async def greeting(self) -> AsyncIterator[Sentence | TurnSummary]:
         """The recording notice first when it is on (the caller's next turn answers it)."""
-        for sentence in [*self._notice, *GREETING]:
+        for sentence in [*self._notice, *self._greeting]:
             yield Sentence(text=sentence)
         yield TurnSummary(intent="greeting", score=1.0, memory={"consent": "pending"} if self._notice else None)
 

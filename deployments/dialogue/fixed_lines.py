@@ -17,9 +17,9 @@ from deployments.dialogue.text import split_sentences
 from deployments.knowledge.engine import chunk_markdown, spoken_sentences
 from deployments.policy.consent import DECLINED_REPLY
 
-# Said at a call's start or at a turn nearly every call reaches: made when a TTS replica starts,
-# so the first caller already hears them from the cache.
-PREWARM = [*GREETING, *VERIFY_FIRST.values(), PIN_PROMPT, *HANDOFF.values()]
+# Said at a turn nearly every call reaches: made when a TTS replica starts, after the call's
+# opening (the notice and the greeting), so the first caller already hears them from the cache.
+PREWARM = [*VERIFY_FIRST.values(), PIN_PROMPT, *HANDOFF.values()]
 
 
 def notice_lines(on: bool, notice: str) -> list[str]:
@@ -28,9 +28,14 @@ def notice_lines(on: bool, notice: str) -> list[str]:
     return split_sentences(notice) if on else []
 
 
-def prewarm_lines(notice: list[str] = ()) -> list[str]:
-    """What a TTS replica makes at start: the notice and the lines of `PREWARM`."""
-    return [*notice, *PREWARM]
+def greeting_lines(greeting: str) -> list[str]:
+    """The greeting's sentences (VOICE_GREETING): one TTS request each, like every reply."""
+    return split_sentences(greeting)
+
+
+def prewarm_lines(notice: list[str] = (), greeting: list[str] = GREETING) -> list[str]:
+    """What a TTS replica makes at start: the notice, the greeting and the lines of `PREWARM`."""
+    return [*notice, *greeting, *PREWARM]
 
 
 def knowledge_lines(kb_docs_path: Path | str | None) -> list[str]:
@@ -45,9 +50,11 @@ def knowledge_lines(kb_docs_path: Path | str | None) -> list[str]:
     ]
 
 
-def fixed_lines(kb_docs_path: Path | str | None = None, notice: list[str] = ()) -> list[str]:
+def fixed_lines(
+    kb_docs_path: Path | str | None = None, notice: list[str] = (), greeting: list[str] = GREETING
+) -> list[str]:
     """The agent's fixed lines: the recording notice and its decline's answer, greeting, PIN
     prompts, hand-offs, canned replies, refusals, and the knowledge base's answers from the
     documents in `kb_docs_path`."""
-    lines = [*prewarm_lines(notice), DECLINED_REPLY, *CANNED.values(), REFUSAL, *NOT_SURE]
+    lines = [*prewarm_lines(notice, greeting), DECLINED_REPLY, *CANNED.values(), REFUSAL, *NOT_SURE]
     return [*lines, *knowledge_lines(kb_docs_path)]

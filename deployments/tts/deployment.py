@@ -21,7 +21,7 @@ from common.config import get_settings
 from common.failover import Failover
 from common.logs import mask_logs_in_this_process
 from common.metrics import Meters
-from deployments.dialogue.fixed_lines import fixed_lines, notice_lines, prewarm_lines
+from deployments.dialogue.fixed_lines import fixed_lines, greeting_lines, notice_lines, prewarm_lines
 from deployments.tts.cache import LineCache, LineKey, normalize_text
 from deployments.tts.engine import clauses, quick_start
 
@@ -46,8 +46,10 @@ class TTS:
                 settings.openai_api_key.get_secret_value(), settings.openai_base_url, settings.openai_tts_model
             )
         notice = notice_lines(settings.consent_notice_on, settings.consent_notice)
-        self._prewarm_lines = prewarm_lines(notice)
-        self._lines = LineCache(int(settings.tts_cache_mb * 2**20), fixed_lines(settings.kb_docs_path, notice))
+        greeting = greeting_lines(settings.greeting)
+        self._prewarm_lines = prewarm_lines(notice, greeting)
+        fixed = fixed_lines(settings.kb_docs_path, notice, greeting)
+        self._lines = LineCache(int(settings.tts_cache_mb * 2**20), fixed)
         self._meters = Meters("voice_tts_cache_lookups_total", "voice_tts_cache_bytes")
         if self._cloud is None and self._lines.enabled:
             threading.Thread(target=self._prewarm, name="tts-prewarm", daemon=True).start()
