@@ -1,6 +1,5 @@
-"""Governance on the real platform: the cluster's retention actor purges old calls by itself.
-(The declined-consent call is proven in-process, tests/test_consent.py; its platform test is
-not yet reliable: a Gateway may greet from a Dialogue replica the redeploy is replacing.)"""
+"""Governance on the real platform: the cluster's retention actor purges old calls by itself, and
+with the recording notice on, a caller who declines goes on talking and leaves no words stored."""
 
 from __future__ import annotations
 
@@ -9,7 +8,89 @@ import time
 
 import pytest
 
+from serve_app.call import CallClient, speak_turn
+
 pytestmark = pytest.mark.platform
+
+
+@pytest.fixture
+def notice_on(platform):
+    """Dialogue redeployed with VOICE_CONSENT_NOTICE_ON (one replica, so no call is greeted by a
+    replica being replaced), put back as configured afterwards. Yields the notice's sentences."""
+    from ray import serve
+
+    from deployments.dialogue.fixed_lines import notice_lines
+    from tests.conftest import redeploy
+
+    said = "This call is recorded. Say no if you'd rather it wasn't."  # an operator's, shorter than the default
+    notice = notice_lines(True, said)
+    dialogue = serve.get_deployment_handle("Dialogue", "voice")
+
+    def greets_with_notice() -> bool:
+        first = next(iter(dialogue.options(stream=True).greeting.remote()))
+        return first.text == notice[0]
+
+    env = {"VOICE_CONSENT_NOTICE_ON": "true", "VOICE_CONSENT_NOTICE": said}
+    redeploy(platform, "Dialogue", env, greets_with_notice, replicas=1)
+    try:
+        yield notice
+    finally:
+        redeploy(platform, "Dialogue", None, lambda: not greets_with_notice())
+
+
+async def _greeted_call(platform, caller_id: str, notice: list[str]) -> CallClient:
+    client = CallClient(platform["ws"], caller_id)
+    await client.connect()
+    await client.silence_until(lambda: client.closed or ("agent.state", "listening") in _states(client), 60)
+    said = [e["text"] for e in client.of_type("agent.text")]
+    assert said[: len(notice)] == notice, f"the call was not greeted with the recording notice: {said}"
+    return client
+
+
+def _states(client: CallClient) -> list[tuple[str, str]]:
+    return [(e["type"], e["state"]) for e in client.events if e["type"] == "agent.state"]
+
+
+async def _typed(client: CallClient, text: str) -> list[str]:
+    mark = len(client.events)
+    await client.send_json({"type": "text", "text": text})
+    await client.silence_until(lambda: client.agent_idle_since(mark) or client.closed, 60)
+    return [e["text"] for e in client.events[mark:] if e["type"] == "agent.text"]
+
+
+def _everything_stored(store) -> str:
+    with sqlite3.connect(store) as db:
+        return "\n".join(db.iterdump()).lower()
+
+
+async def test_a_caller_who_declines_the_recording_goes_on_and_leaves_no_words(platform, notice_on, speak):
+    """The notice is said before the greeting; a spoken "no" declines. The agent says so, the
+    call goes on (a question is answered), and none of the call's words reach the store, while
+    a caller who agrees on the same platform has theirs kept."""
+    from deployments.policy.consent import DECLINED_REPLY
+    from deployments.session.store import SessionStore
+
+    declining = await _greeted_call(platform, "consent-declines", notice_on)
+    report = await speak_turn(declining, speak("No, I'd rather not be recorded."), timeout=60)
+    assert DECLINED_REPLY in report.agent_text, (report, declining.events[-12:], declining.close_code)
+    answer = await _typed(declining, "What are your opening hours? My zebra blanket never came.")
+    assert answer and not declining.closed, "the call did not go on after the decline"
+    await declining.hangup()
+
+    agreeing = await _greeted_call(platform, "consent-agrees", notice_on)
+    report = await speak_turn(agreeing, speak("Yes, that's fine."), timeout=60)
+    assert DECLINED_REPLY not in report.agent_text
+    await _typed(agreeing, "What are your opening hours? My giraffe lamp never came.")
+    await agreeing.hangup()
+
+    sessions = SessionStore(platform["store"])
+    declined = sessions.load(declining.session["session_id"])
+    assert declined.consent == "declined" and len(declined.turns) >= 3
+    assert all(not t.transcript and not t.reply for t in declined.turns), "a declined call's words were kept"
+    kept = sessions.load(agreeing.session["session_id"])
+    assert kept.consent == "given" and any("giraffe" in (t.transcript or "").lower() for t in kept.turns)
+    stored = _everything_stored(platform["store"])
+    assert "giraffe" in stored and "zebra" not in stored
 
 
 def test_the_retention_actor_purges_old_calls_in_the_cluster(platform):
