@@ -31,8 +31,13 @@ fi
 # torch first, the CPU build: silero-vad and sentence-transformers would otherwise pull a CUDA
 # build of several GB. Where no local wheel is configured, TORCH_INDEX_URL can point pip at
 # PyTorch's CPU index.
-.venv/bin/python -m pip install --quiet ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "torch==2.13.0"
-.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[test]"
+# pip compiles each package's bytecode one file after another: skipped there, then compiled on
+# every core at once (a Python run with PYTHONDONTWRITEBYTECODE would otherwise compile at each
+# import, in every Ray worker). A file compileall cannot read (a package's template) is skipped
+# as pip skips it.
+.venv/bin/python -m pip install --quiet --no-compile ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "torch==2.13.0"
+.venv/bin/python -m pip install --quiet --no-compile -c constraints.txt -e ".[test]"
+.venv/bin/python -m compileall -q -j 0 .venv/lib >/dev/null || true
 .venv/bin/python -m pip check
 rm -f .venv/.setup-*
 touch "$stamp"
