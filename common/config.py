@@ -174,7 +174,7 @@ class Settings(LimitSettings, PhoneSettings):
         return self
 
     @model_validator(mode="after")
-    def _a_notice_to_say(self) -> Settings:
+    def _an_opening_to_say(self) -> Settings:
         if self.consent_notice_on and not self.consent_notice.strip():
             raise ValueError("VOICE_CONSENT_NOTICE must not be empty while VOICE_CONSENT_NOTICE_ON is true")
         if not self.greeting.strip():

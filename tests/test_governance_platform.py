@@ -9,6 +9,8 @@ import time
 import pytest
 
 from serve_app.call import CallClient, speak_turn
+from tests.test_call import open_call, wait_greeting_done
+from tests.test_durable import said, typed
 
 pytestmark = pytest.mark.platform
 
@@ -39,23 +41,11 @@ def notice_on(platform):
 
 
 async def _greeted_call(platform, caller_id: str, notice: list[str]) -> CallClient:
-    client = CallClient(platform["ws"], caller_id)
-    await client.connect()
-    await client.silence_until(lambda: client.closed or ("agent.state", "listening") in _states(client), 60)
-    said = [e["text"] for e in client.of_type("agent.text")]
-    assert said[: len(notice)] == notice, f"the call was not greeted with the recording notice: {said}"
+    client = await open_call(platform, caller_id)
+    await wait_greeting_done(client)
+    greeted = [e["text"] for e in client.of_type("agent.text")]
+    assert greeted[: len(notice)] == notice, f"the call was not greeted with the recording notice: {greeted}"
     return client
-
-
-def _states(client: CallClient) -> list[tuple[str, str]]:
-    return [(e["type"], e["state"]) for e in client.events if e["type"] == "agent.state"]
-
-
-async def _typed(client: CallClient, text: str) -> list[str]:
-    mark = len(client.events)
-    await client.send_json({"type": "text", "text": text})
-    await client.silence_until(lambda: client.agent_idle_since(mark) or client.closed, 60)
-    return [e["text"] for e in client.events[mark:] if e["type"] == "agent.text"]
 
 
 def _everything_stored(store) -> str:
@@ -73,14 +63,14 @@ async def test_a_caller_who_declines_the_recording_goes_on_and_leaves_no_words(p
     declining = await _greeted_call(platform, "consent-declines", notice_on)
     report = await speak_turn(declining, speak("No, I'd rather not be recorded."), timeout=60)
     assert DECLINED_REPLY in report.agent_text, (report, declining.events[-12:], declining.close_code)
-    answer = await _typed(declining, "What are your opening hours? My zebra blanket never came.")
+    answer = said(await typed(declining, "What are your opening hours? My zebra blanket never came."))
     assert answer and not declining.closed, "the call did not go on after the decline"
     await declining.hangup()
 
     agreeing = await _greeted_call(platform, "consent-agrees", notice_on)
     report = await speak_turn(agreeing, speak("Yes, that's fine."), timeout=60)
     assert DECLINED_REPLY not in report.agent_text
-    await _typed(agreeing, "What are your opening hours? My giraffe lamp never came.")
+    await typed(agreeing, "What are your opening hours? My giraffe lamp never came.")
     await agreeing.hangup()
 
     sessions = SessionStore(platform["store"])
