@@ -48,7 +48,7 @@ async def trial(url: str, caller: str) -> dict:
     fresh_connect = time.monotonic() - t0
     await client.wait_for(lambda: any(e.get("state") == "listening" for e in client.events), 60)
     healthy = await answered(client, "what are your opening hours")
-    ray.kill(session_actor(client.session["session_id"]), no_restart=True)
+    ray.kill(session_actor(client.session["session_id"]).actor, no_restart=True)
     after_kill = await answered(client, "what are your opening hours")
     token = client.session["resume_token"]
     await client.close()  # the drop

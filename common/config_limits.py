@@ -36,6 +36,10 @@ class LimitSettings(BaseSettings):
     shed_window_s: float = Field(default=30.0, gt=0)
     shed_min_turns: int = Field(default=5, ge=1)
     session_actor_num_cpus: float = Field(default=0.01, ge=0)
+    # Calls one session actor serves, one after another, before it is replaced: an ended call's
+    # actor is reset and goes back to the warm pool instead of a new process being started (about
+    # 2 CPU-seconds each, taken from the talking calls). 1: a fresh process for every call.
+    session_actor_max_calls: int = Field(default=50, ge=1)
     # Ray custom resources each session actor asks for, as JSON ({"voice_session": 0.01}): on a
     # cluster, only nodes started with that resource take calls' actors (`ray start --resources`).
     session_actor_resources: Annotated[dict[str, float], NoDecode] = {}

@@ -21,7 +21,7 @@ TurnSource = Literal["greeting", "speech", "text", "say", "reply", "checkin", "g
 class SessionSettings(BaseModel):
     """The part of the platform's settings a session actor runs on, validated by the Gateway's
     `Settings` and handed to each actor it starts, so that a process per call does not load the
-    settings machinery (pydantic-settings, `.env` parsing) to read six values."""
+    settings machinery (pydantic-settings, `.env` parsing) to read seven values."""
 
     store_path: Path
     store_url: SecretStr | None = None
@@ -29,6 +29,7 @@ class SessionSettings(BaseModel):
     max_turns: int
     resume_window_s: float
     session_lease_s: float
+    session_actor_max_calls: int = 1
 
 
 class StartSession(BaseModel):

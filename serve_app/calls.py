@@ -105,7 +105,7 @@ class Calls:
             if handler is not None and handler.held:  # dropped or drained: the actor waits for a resume
                 self._pool.detach(actor)
             else:
-                self._pool.release(actor)  # kills the actor: never skipped, never waits on it
+                self._pool.release(actor)  # the line now; the actor reset for reuse or killed, never waited on
             self._meters.active(self._pool.active)
             self._meters.ended(reason)
             log.info("call %s ended: %s", session_id, reason)

@@ -79,6 +79,7 @@ class Gateway:
             s.session_lease_s,
             sizer,
             s.warm_wait_ms / 1000,
+            reuse=s.session_actor_max_calls > 1,
         )
         self._pool.start()  # pre-start session actors now, not on the first call
         self._shedder = LoadShedder(

@@ -7,6 +7,10 @@ to `wait_s` for the refill, else it is refused (`NoWarmSession`, close 1013): a 
 call's path would take seconds under load while the other calls talk. Only a replica with no
 other call spawns inline: nothing competes for the cores, and refusing its first call after a
 start would be worse than the spawn.
+
+An ended call's actor comes back to the pool (`reuse`): it is reset (`recycle`) off the line's
+path and is the next call's warm actor, so steady traffic starts no process at all; one that
+does not answer, still holds its call or has served its calls is killed as before.
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ from serve_app.deadlines import within
 from serve_app.warm_sizing import WarmSizer
 
 log = logging.getLogger(__name__)
+
+
+TRIM_AFTER_S = 10.0
 
 
 class AtCapacity(Exception):
@@ -47,6 +54,7 @@ class SessionPool:
         lease_s: float = 3.0,
         sizer: WarmSizer | None = None,
         wait_s: float = 1.5,
+        reuse: bool = False,
     ):
         self._factory = factory
         self._lease_s = lease_s
@@ -62,6 +70,13 @@ class SessionPool:
         self._poke = asyncio.Event()  # wakes the refill: a call came, went, or waits
         self.active = 0
         self._refill_task: asyncio.Task | None = None
+        self._reuse = reuse
+        self._returning: dict = {}  # released actors being reset for the next call: their tasks
+        self.reused = 0  # ended calls' actors reset and given back (each a process not started)
+        # With reuse the pool runs over its target whenever calls end before others begin; only
+        # an excess that lasts this long is trimmed, or steady traffic would kill and respawn.
+        self._trim_after_s = TRIM_AFTER_S if reuse else 0.0
+        self._over_since: float | None = None
 
     @property
     def warm(self) -> int:
@@ -81,7 +96,7 @@ class SessionPool:
     async def _renew(self) -> None:
         """Fire and forget, every third of the lease: a lost renewal is made up by the next."""
         while True:
-            for actor in [*self._warm, *self._live]:
+            for actor in [*self._warm, *self._live, *self._returning]:
                 try:
                     actor.renew.remote()
                 except Exception:
@@ -145,10 +160,11 @@ class SessionPool:
 
     async def _refill(self) -> None:
         """Forever: spawn one at a time up to the target (plus callers waiting), pausing between
-        spawns while calls talk; trim the pool one actor at a time when the target falls."""
+        spawns while calls talk; trim the pool one actor at a time when the target falls. An
+        actor being reset counts as warm: it is back within a round trip."""
         while True:
             want = self.sizer.target() + len(self._waiters)
-            if len(self._warm) < want:
+            if len(self._warm) + len(self._returning) < want:
                 started = time.monotonic()
                 try:
                     actor = await self._spawn()
@@ -160,9 +176,17 @@ class SessionPool:
                 self._give(actor)
                 await self._nap(self.sizer.pause_s(self.active, len(self._waiters)))
                 continue
-            if len(self._warm) > want:
-                _kill(self._warm.pop(0))  # the oldest first
+            self._trim(want)
             await self._nap(1.0)  # a tick also lets the target decay with the arrival rate
+
+    def _trim(self, want: int) -> None:
+        if len(self._warm) <= want:
+            self._over_since = None
+            return
+        now = time.monotonic()
+        self._over_since = self._over_since or now
+        if now - self._over_since >= self._trim_after_s:
+            _kill(self._warm.pop(0))  # the oldest first
 
     async def _nap(self, seconds: float) -> None:
         """Sleep, cut short by a new call or a waiting caller."""
@@ -220,11 +244,30 @@ class SessionPool:
         _kill(actor)
 
     def release(self, actor) -> None:
-        """Free the line at once, whatever the actor is doing: it is killed, not asked."""
+        """Free the line at once, whatever the actor is doing: it is reset for another call in
+        the background (`reuse`), else killed, never waited on."""
         self.active -= 1
         self._live.discard(actor)
-        _kill(actor)
+        if self._reuse:
+            self._returning[actor] = asyncio.get_running_loop().create_task(self._recycle(actor))
+        else:
+            _kill(actor)
         self.start()
+
+    async def _recycle(self, actor) -> None:
+        try:
+            ready = await within(actor.recycle.remote(), self._ping_timeout_s, "session actor reset")
+        except Exception as exc:
+            log.info("an ended call's session actor was not reset (%r); killed", exc)
+            ready = False
+        finally:
+            self._returning.pop(actor, None)
+        if not ready:
+            _kill(actor)
+            return
+        self.reused += 1
+        self._give(actor)  # the refill trims the pool if it is now above its target
+        self._poke.set()
 
 
 def _kill(actor) -> None:

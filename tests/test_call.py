@@ -100,11 +100,13 @@ async def test_three_concurrent_calls_stay_isolated(platform, speak):
         assert state.caller_id == cid and len(state.turns) == 2
 
 
-async def test_typed_turn_and_hangup_leave_state_in_store_and_no_actor(platform):
+async def test_typed_turn_and_hangup_leave_state_in_store_and_the_actor_to_the_next_call_only(platform):
+    """The hung-up call's actor is reset and serves the next call (no new process), with nothing
+    of the last one: not its turns, not its session-API commands."""
     import ray
 
-    def actor_state(actor_id):  # straight from the GCS: tests run Ray without the dashboard
-        return ray._private.state.actors(actor_id=actor_id)["State"]
+    from deployments.session.actor import SESSION_NAMESPACE
+    from serve_app.session_api import SessionLine
 
     client = await open_call(platform, "typed-caller")
     sid = client.session["session_id"]
@@ -118,18 +120,32 @@ async def test_typed_turn_and_hangup_leave_state_in_store_and_no_actor(platform)
 
     live = stored(platform, sid)
     assert live.status.value == "active" and len(live.turns) == 2  # checkpointed after the turn
-    actor_id = live.actor_id
-    assert actor_state(actor_id) == "ALIVE"
+    actor = ray.get_actor(live.actor_name, namespace=SESSION_NAMESPACE)
+    assert await actor.current_call.remote() == sid
+    old_line = SessionLine(actor, sid)  # looked up while the call was live
 
     await client.hangup()
     state = stored(platform, sid)
     assert state.status.value == "ended" and state.end_reason == "hangup"
     assert state.turns[1].transcript == "when are you open on saturday" and state.turns[1].reply
     for _ in range(50):
-        if actor_state(actor_id) == "DEAD":
+        if await actor.current_call.remote() is None:
             break
-        await asyncio.sleep(0.2)
-    assert actor_state(actor_id) == "DEAD"
+        await asyncio.sleep(0.1)
+    assert await actor.current_call.remote() is None  # reset: it holds no call
+    await asyncio.sleep(0.5)  # back in the pool
+
+    nxt = await open_call(platform, "next-caller")
+    await wait_greeting_done(nxt)
+    other = stored(platform, nxt.session["session_id"])
+    assert other.actor_name == live.actor_name  # the same process, not a new one
+    assert [t.source for t in other.turns] == ["greeting"]
+    with pytest.raises(LookupError, match=sid):  # a command for the old call never reaches the new one
+        await old_line.say.remote("meant for the first caller")
+    await asyncio.sleep(0.3)
+    assert not any(e.get("text") == "meant for the first caller" for e in nxt.of_type("agent.text"))
+    await nxt.hangup()
+    assert stored(platform, sid).model_dump(exclude={"revision"}) == state.model_dump(exclude={"revision"})
 
 
 async def test_caller_at_48k_is_resampled_both_ways(platform, speak):

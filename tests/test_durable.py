@@ -34,7 +34,7 @@ async def test_a_killed_session_actor_is_replaced_and_the_call_goes_on(platform)
     sid = client.session["session_id"]
     first = session_actor(sid, platform["store"])
     killed_at = time.monotonic()
-    ray.kill(first, no_restart=True)
+    ray.kill(first.actor, no_restart=True)  # the Ray handle behind the line
 
     events = await typed(client, "where is order 10042")
     answered_in = time.monotonic() - killed_at

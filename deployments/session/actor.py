@@ -1,5 +1,6 @@
-"""The session actor: one per call, owning its state: each turn's record, the caller's memory,
-checkpoints, and the session API's way in to the live call.
+"""The session actor: one per call at a time, owning its state: each turn's record, the caller's
+memory, checkpoints, and the session API's way in to the live call. Once a call has ended the
+actor can be reset for the next one (`recycle`), so a call does not cost a new process.
 
 It is off the reply's path: the Gateway streams each reply straight from the Dialogue
 deployment and sends the actor the turn's record when the stream closes (`TurnRecord`), and the
@@ -14,6 +15,7 @@ the Gateway hands it `SessionSettings`): a process per call must stay cheap.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import time
@@ -55,7 +57,9 @@ class SessionActor:
             from common.config import get_settings
 
             settings = session_settings(get_settings())
-        self._engine = SessionEngine(open_store(settings), settings.max_turns)
+        self._store, self._max_turns = open_store(settings), settings.max_turns
+        self._engine = SessionEngine(self._store, self._max_turns)
+        self._calls, self._max_calls = 0, settings.session_actor_max_calls
         self._pending: deque[SessionCommand] = deque()
         self._wake = asyncio.Event()
         self._epoch = 0  # the command stream's: a hold or a resume ends the stream a gone socket read
@@ -101,12 +105,14 @@ class SessionActor:
         ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
 
     def start(self, start: StartSession) -> SessionOpened:
+        self._calls += 1
         state = self._engine.start(start.session_id, start.caller_id, start.locale, *_identity())
         token = self._engine.issue_token()
         return SessionOpened(state=state, context=self._engine.context(), resume_token=token)
 
     def restore(self, session_id: str) -> SessionOpened:
         """Take over a live call whose actor died, from its last checkpoint."""
+        self._calls += 1
         state = self._engine.restore(session_id, *_identity())
         log.info("session %s restored at turn %d", session_id, len(state.turns))
         return SessionOpened(state=state, context=self._engine.context())
@@ -138,25 +144,55 @@ class SessionActor:
             self._reply_in_flight = False
         return self._engine.finish_turn(finish)
 
-    # --- the session API: other code steers a live call through these --------
+    def recycle(self) -> bool:
+        """Ready for another call: True once the call has ended (or none was started) and the
+        actor has served fewer than `session_actor_max_calls`; False and untouched otherwise (a
+        live or held call is never dropped; the pool kills the actor instead). Nothing of the
+        call stays: a new engine, no pending command, and the old command stream is ended."""
+        state = self._engine.state
+        if (state is not None and state.ended_at_ms is None) or self._calls >= self._max_calls:
+            return False
+        self._engine = SessionEngine(self._store, self._max_turns)
+        self._pending.clear()
+        self._reply_in_flight = self._lapsed = False
+        self._new_stream()
+        gc.collect()  # the call's state goes now, not at some later collection
+        return True
 
-    async def say(self, text: str) -> None:
+    def current_call(self) -> str | None:
+        """The session id of the call this actor holds, None between calls."""
+        state = self._engine.state
+        return None if state is None or state.ended_at_ms is not None else state.session_id
+
+    # --- the session API: other code steers a live call through these --------
+    # `session_id`: the call the command is for (serve_app/session_api.py always sends it). The
+    # actor may have been reset for another call since the sender looked it up: refused then.
+
+    def _steer(self, session_id: str | None) -> None:
+        if session_id is not None and self.current_call() != session_id:
+            raise LookupError(f"no live call with session id {session_id} on this actor")
+
+    async def say(self, text: str, session_id: str | None = None) -> None:
         """Speak `text` as is, without the dialogue engine."""
+        self._steer(session_id)
         self._push(SessionCommand(op="say", text=text))
 
-    async def reply(self, instructions: str) -> None:
+    async def reply(self, instructions: str, session_id: str | None = None) -> None:
         """Have the dialogue engine produce a reply now; one at a time."""
+        self._steer(session_id)
         if self._reply_in_flight:
             raise RuntimeError("a reply is already in flight on this call")
         self._reply_in_flight = True
         self._push(SessionCommand(op="reply", text=instructions))
 
-    async def interrupt(self) -> None:
+    async def interrupt(self, session_id: str | None = None) -> None:
         """Stop the agent's speech now (as a barge-in would, without waiting for words)."""
+        self._steer(session_id)
         self._push(SessionCommand(op="interrupt"))
 
-    async def close(self, reason: str = "closed") -> None:
+    async def close(self, reason: str = "closed", session_id: str | None = None) -> None:
         """End the call in order: speech stopped, state saved, `session.ended`, socket closed."""
+        self._steer(session_id)
         self._push(SessionCommand(op="close", reason=reason))
 
     async def commands(self) -> AsyncIterator[SessionCommand]:
