@@ -90,11 +90,15 @@ class Calls:
             await self._end_line(actor, session_id, reason, handler, started)
 
     async def _end_line(self, actor, session_id: str, reason: str, handler: Call | None, started: bool) -> None:
+        saved = not started  # an actor that never took the call holds nothing of it
         try:
             if handler is not None:
                 await handler.checkpoint_final(reason)  # a no-op when run() already tried it
+                saved = handler.finalized
             elif started:
-                await within(actor.finalize.remote(reason), self._dl.checkpoint_s, "final checkpoint")
+                final = actor.finalize.remote(reason, session_id=session_id)
+                await within(final, self._dl.checkpoint_s, "final checkpoint")
+                saved = True
         except BaseException as exc:
             log.error("call %s: final checkpoint failed: %r", session_id, exc)
         finally:
@@ -105,7 +109,8 @@ class Calls:
             if handler is not None and handler.held:  # dropped or drained: the actor waits for a resume
                 self._pool.detach(actor)
             else:
-                self._pool.release(actor)  # the line now; the actor reset for reuse or killed, never waited on
+                # The line now; the actor reset for the next call (only once its call is saved) or killed
+                self._pool.release(actor, reusable=saved)
             self._meters.active(self._pool.active)
             self._meters.ended(reason)
             log.info("call %s ended: %s", session_id, reason)

@@ -243,31 +243,31 @@ class SessionPool:
         self._live.discard(actor)
         _kill(actor)
 
-    def release(self, actor) -> None:
+    def release(self, actor, reusable: bool = True) -> None:
         """Free the line at once, whatever the actor is doing: it is reset for another call in
-        the background (`reuse`), else killed, never waited on."""
+        the background (`reuse`, and its call was saved), else killed, never waited on."""
         self.active -= 1
         self._live.discard(actor)
-        if self._reuse:
+        if self._reuse and reusable:
             self._returning[actor] = asyncio.get_running_loop().create_task(self._recycle(actor))
         else:
             _kill(actor)
         self.start()
 
     async def _recycle(self, actor) -> None:
+        ready = False
         try:
             ready = await within(actor.recycle.remote(), self._ping_timeout_s, "session actor reset")
         except Exception as exc:
             log.info("an ended call's session actor was not reset (%r); killed", exc)
-            ready = False
-        finally:
+        finally:  # cancelled too (the replica stopping): killed, never left unowned
             self._returning.pop(actor, None)
-        if not ready:
-            _kill(actor)
-            return
-        self.reused += 1
-        self._give(actor)  # the refill trims the pool if it is now above its target
-        self._poke.set()
+            if not ready:
+                _kill(actor)
+            self._poke.set()  # the refill counted it as warm: it tops up or trims now
+        if ready:
+            self.reused += 1
+            self._give(actor)
 
 
 def _kill(actor) -> None:

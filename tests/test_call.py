@@ -128,12 +128,13 @@ async def test_typed_turn_and_hangup_leave_state_in_store_and_the_actor_to_the_n
     state = stored(platform, sid)
     assert state.status.value == "ended" and state.end_reason == "hangup"
     assert state.turns[1].transcript == "when are you open on saturday" and state.turns[1].reply
+    assert await actor.current_call.remote() is None
     for _ in range(50):
-        if await actor.current_call.remote() is None:
+        if await actor.idle.remote():
             break
         await asyncio.sleep(0.1)
-    assert await actor.current_call.remote() is None  # reset: it holds no call
-    await asyncio.sleep(0.5)  # back in the pool
+    assert await actor.idle.remote()  # reset: nothing of the call is left in it
+    await asyncio.sleep(0.3)  # and back in the pool (given back as the reset answers)
 
     nxt = await open_call(platform, "next-caller")
     await wait_greeting_done(nxt)

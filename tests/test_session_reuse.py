@@ -45,7 +45,9 @@ async def test_an_ended_call_is_reset_and_the_next_call_starts_with_nothing_of_i
     assert (await anext(stream)).op == "reply"
     actor.finalize("hangup")
 
-    assert actor.recycle() is True and actor.current_call() is None
+    assert actor.recycle() is True and actor.current_call() is None and actor.idle()
+    with pytest.raises(LookupError):  # between calls nothing is queued, session id or not
+        await actor.say("to whoever calls next")
     with pytest.raises(StopAsyncIteration):  # the old call's command stream ends
         await asyncio.wait_for(anext(stream), 1)
     opened = actor.start(StartSession(session_id="call-b", caller_id="bob"))
@@ -57,6 +59,14 @@ async def test_an_ended_call_is_reset_and_the_next_call_starts_with_nothing_of_i
     await actor.say("for call b", session_id="call-b")
     received = [c async for c in _take(actor.commands(), 2)]
     assert [(c.op, c.text) for c in received] == [("reply", "a reply for call b"), ("say", "for call b")]
+    late = TurnRecord(
+        turn_id=1, source="text", transcript="my pin is 1234", summary=TurnSummary(memory={"authenticated": True})
+    )
+    for stale in (lambda: actor.record_turn(late, session_id="call-a"), lambda: actor.finalize("hangup", "call-a")):
+        with pytest.raises(LookupError, match="call-a"):  # a late message of the old call's Gateway
+            stale()
+    assert actor.current_call() == "call-b" and not actor._engine.state.authenticated
+    assert actor._engine.state.turns == []
     stored_a = actor._store.load("call-a")
     assert stored_a.authenticated and stored_a.end_reason == "hangup"  # the first call's record is its own
 
@@ -122,8 +132,12 @@ async def test_the_pool_gives_a_reset_actor_to_the_next_call_and_kills_one_it_ca
         pool.release(actor)
         assert pool.active == 0  # the line is free at once, before the reset
     await asyncio.sleep(0.4)
-    assert pool.reused == 1  # only `good` came back
-    assert [a for a in killed if a is not good] == [refused, broken, hung]
+    assert pool.reused == 1 and pool.warm == 1  # only `good` came back (kept: not over the target for long)
+    assert killed == [refused, broken, hung]
+    saved_not = Reusable(True)
+    pool._warm.append(saved_not)
+    pool.release(await pool.acquire(), reusable=False)  # its call's last checkpoint failed
+    assert killed[-1] is saved_not
     for task in (pool._refill_task, pool._renew_task):
         task.cancel()
 

@@ -117,9 +117,10 @@ class SessionActor:
         log.info("session %s restored at turn %d", session_id, len(state.turns))
         return SessionOpened(state=state, context=self._engine.context())
 
-    def hold(self) -> None:
+    def hold(self, session_id: str | None = None) -> None:
         """The caller's socket dropped without a hang-up: the call waits for a resume (the
         actor ends it itself if none comes within the window)."""
+        self._mine(session_id)
         self._engine.hold()
         self._lapsed = False
         self._new_stream()
@@ -135,10 +136,12 @@ class SessionActor:
         self._new_stream()
         return SessionOpened(state=self._engine.state, context=self._engine.context(), resume_token=token)
 
-    def record_turn(self, record: TurnRecord) -> TurnRecorded:
+    def record_turn(self, record: TurnRecord, session_id: str | None = None) -> TurnRecorded:
+        self._mine(session_id)
         return self._engine.record_turn(record)
 
-    def finish_turn(self, finish: TurnFinish) -> TurnContext:
+    def finish_turn(self, finish: TurnFinish, session_id: str | None = None) -> TurnContext:
+        self._mine(session_id)
         turn = self._engine.turn(finish.turn_id)
         if turn is not None and turn.source == "reply":
             self._reply_in_flight = False
@@ -164,13 +167,25 @@ class SessionActor:
         state = self._engine.state
         return None if state is None or state.ended_at_ms is not None else state.session_id
 
+    def idle(self) -> bool:
+        """Holds nothing of any call: never started, or reset since."""
+        return self._engine.state is None
+
+    def _mine(self, session_id: str | None) -> None:
+        """The Gateway names the call each of its messages is for (serve_app/conversation/
+        session_client.py): a late one from a call this actor no longer holds is refused."""
+        state = self._engine.state
+        if session_id is not None and (state is None or state.session_id != session_id):
+            raise LookupError(f"session {session_id} is not this actor's call")
+
     # --- the session API: other code steers a live call through these --------
     # `session_id`: the call the command is for (serve_app/session_api.py always sends it). The
     # actor may have been reset for another call since the sender looked it up: refused then.
 
     def _steer(self, session_id: str | None) -> None:
-        if session_id is not None and self.current_call() != session_id:
-            raise LookupError(f"no live call with session id {session_id} on this actor")
+        live = self.current_call()
+        if live is None or (session_id is not None and live != session_id):
+            raise LookupError(f"no live call with session id {session_id or '(any)'} on this actor")
 
     async def say(self, text: str, session_id: str | None = None) -> None:
         """Speak `text` as is, without the dialogue engine."""
@@ -195,9 +210,10 @@ class SessionActor:
         self._steer(session_id)
         self._push(SessionCommand(op="close", reason=reason))
 
-    async def commands(self) -> AsyncIterator[SessionCommand]:
+    async def commands(self, session_id: str | None = None) -> AsyncIterator[SessionCommand]:
         """Session-API commands, pushed to the Gateway as they come: one stream per socket (no
         polling). A hold or resume ends the old stream, so a command never goes to a gone socket."""
+        self._mine(session_id)
         epoch = self._epoch
         while True:
             while not self._pending and epoch == self._epoch:
@@ -215,12 +231,14 @@ class SessionActor:
         self._epoch += 1
         self._wake.set()
 
-    def command_failed(self, op: str) -> None:
+    def command_failed(self, op: str, session_id: str | None = None) -> None:
+        self._mine(session_id)
         if op == "reply":
             self._reply_in_flight = False
 
-    def finalize(self, reason: str) -> SessionState:
+    def finalize(self, reason: str, session_id: str | None = None) -> SessionState:
         """The last checkpoint, before `session.ended` reaches the caller."""
+        self._mine(session_id)
         return self._engine.close(reason)
 
 

@@ -61,14 +61,15 @@ class SessionClient:
         self._closed = False
 
     async def _call(self, method: str, *args, seconds: float):
-        """An actor call within its deadline; if the actor is dead, once more on its successor."""
+        """An actor call within its deadline; if the actor is dead, once more on its successor.
+        Each names this call: an actor serves calls one after another and refuses a late one."""
         actor = self.actor
         try:
-            return await within(getattr(actor, method).remote(*args), seconds, method)
+            return await within(getattr(actor, method).remote(*args, session_id=self.session_id), seconds, method)
         except RayActorError:
             if not await self._revive(actor):
                 raise
-        return await within(getattr(self.actor, method).remote(*args), seconds, method)
+        return await within(getattr(self.actor, method).remote(*args, session_id=self.session_id), seconds, method)
 
     async def _revive(self, dead) -> bool:
         """Replace a dead session actor with one restored from the last checkpoint: the call
@@ -172,14 +173,14 @@ class SessionClient:
         """Record on the way out (the call is ending): sent now, ahead of the final checkpoint,
         which the actor then runs after it (one caller's calls run in order)."""
         try:
-            self.actor.record_turn.remote(record)
+            self.actor.record_turn.remote(record, session_id=self.session_id)
         except Exception as exc:
             log.warning("call %s: could not send turn %d's record: %r", self.session_id, record.turn_id, exc)
 
     def finish_unawaited(self, finish: TurnFinish) -> None:
         """A turn's close on the way out: sent now, ordered before the calls that follow."""
         try:
-            self.actor.finish_turn.remote(finish)
+            self.actor.finish_turn.remote(finish, session_id=self.session_id)
         except Exception as exc:
             log.warning("call %s: could not send turn %d's close: %r", self.session_id, finish.turn_id, exc)
 
@@ -201,7 +202,7 @@ class SessionClient:
         while True:
             actor = self.actor
             try:
-                async for ref in actor.commands.remote():
+                async for ref in actor.commands.remote(session_id=self.session_id):
                     yield await ref
                 return
             except RayActorError:
