@@ -183,9 +183,10 @@ class SessionActor:
     # actor may have been reset for another call since the sender looked it up: refused then.
 
     def _steer(self, session_id: str | None) -> None:
-        live = self.current_call()
-        if live is None or (session_id is not None and live != session_id):
+        """`_mine`, and a call must be live: between calls (or after one ended) nothing is queued."""
+        if self.current_call() is None:
             raise LookupError(f"no live call with session id {session_id or '(any)'} on this actor")
+        self._mine(session_id)
 
     async def say(self, text: str, session_id: str | None = None) -> None:
         """Speak `text` as is, without the dialogue engine."""
