@@ -137,6 +137,8 @@ class Settings(LimitSettings, PhoneSettings):
     tool_cache_ttl_s: float = Field(default=60.0, ge=0)
     # Audio of the dialogue's fixed lines kept per TTS replica (deployments/tts/cache.py); 0: off.
     tts_cache_mb: float = Field(default=32.0, ge=0)
+    # Piper's memory bounded (deployments/tts/piper_session.py); false: onnxruntime's defaults.
+    tts_bounded_memory: bool = True
     support_db_path: Path = Path("data/support.db")
     kb_store_path: Path = Path("data/kb")
     kb_docs_path: Path = Path("docs/kb")

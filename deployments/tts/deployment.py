@@ -36,7 +36,7 @@ class TTS:
         from deployments.tts.engine import PiperEngine
 
         settings = get_settings()
-        self._piper = PiperEngine(settings.piper_voice_path)
+        self._piper = PiperEngine(settings.piper_voice_path, settings.tts_bounded_memory)
         self._cloud = None
         self._failover = Failover("openai", "piper")  # piper speaks a sentence the cloud cannot start
         if settings.tts_provider == "openai":

@@ -17,8 +17,8 @@ log = logging.getLogger(__name__)
 
 
 class PiperEngine:
-    def __init__(self, voice_path: Path | None = None):
-        from piper import PiperVoice
+    def __init__(self, voice_path: Path | None = None, bounded_memory: bool = True):
+        from deployments.tts.piper_session import load_voice
 
         if voice_path:
             model, config = Path(voice_path), Path(str(voice_path) + ".json")
@@ -29,7 +29,7 @@ class PiperEngine:
         if not model.exists():
             raise FileNotFoundError(f"piper voice {model} does not exist (VOICE_PIPER_VOICE_PATH)")
         t0 = time.perf_counter()
-        self._voice = PiperVoice.load(model, config_path=config if config.exists() else None)
+        self._voice = load_voice(model, config, bounded=bounded_memory)
         self.sample_rate = self._voice.config.sample_rate
         self.voice = model.stem  # names the voice in a cache key
         self.length_scale = float(self._voice.config.length_scale)  # its speaking rate
