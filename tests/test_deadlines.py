@@ -132,7 +132,7 @@ async def test_deadline_helpers():
 
 async def test_a_session_actor_that_never_starts_is_given_up_and_killed(monkeypatch):
     killed = []
-    monkeypatch.setattr("serve_app.session_pool.ray.kill", lambda actor, no_restart: killed.append(actor))
+    monkeypatch.setattr("serve_app.warm_supply.ray.kill", lambda actor, no_restart: killed.append(actor))
 
     class Hung:
         class ping:

@@ -41,7 +41,7 @@ class WarmActor:
 
 def _pool(monkeypatch, warm: list) -> tuple[SessionPool, list, list]:
     killed, spawned = [], []
-    monkeypatch.setattr("serve_app.session_pool.ray.kill", lambda actor, no_restart: killed.append(actor))
+    monkeypatch.setattr("serve_app.warm_supply.ray.kill", lambda actor, no_restart: killed.append(actor))
     pool = SessionPool(lambda: None, warm=0, max_active=5, start_timeout_s=0.2)
 
     async def spawn():

@@ -117,7 +117,7 @@ class Reusable:
 
 def _pool(monkeypatch, reuse: bool = True) -> tuple[SessionPool, list]:
     killed = []
-    monkeypatch.setattr("serve_app.session_pool.ray.kill", lambda actor, no_restart: killed.append(actor))
+    monkeypatch.setattr("serve_app.warm_supply.ray.kill", lambda actor, no_restart: killed.append(actor))
     pool = SessionPool(lambda: None, 0, max_active=10, sizer=WarmSizer(0, 0, pause_s=0.0), wait_s=0.0, reuse=reuse)
     pool._ping_timeout_s = 0.2
     return pool, killed

@@ -137,7 +137,7 @@ class Spawner:
 
 def _pool(spawn_s: float, base: int, cap: int, wait_s: float, monkeypatch) -> tuple[SessionPool, Spawner, list]:
     killed = []
-    monkeypatch.setattr("serve_app.session_pool.ray.kill", lambda actor, no_restart: killed.append(actor))
+    monkeypatch.setattr("serve_app.warm_supply.ray.kill", lambda actor, no_restart: killed.append(actor))
     pool = SessionPool(lambda: None, base, max_active=10, sizer=WarmSizer(base, cap, pause_s=0.0), wait_s=wait_s)
     spawner = Spawner(spawn_s)
     pool._spawn = spawner
