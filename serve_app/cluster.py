@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -22,6 +23,12 @@ FORWARDED_ENV = ("VOICE_", "DEEPGRAM_API_KEY", "OPENAI_API_KEY", "LANGFUSE_")
 def loopback_env() -> None:
     """Keep GCS, raylet, workers and the dashboard on 127.0.0.1 and ask nothing of the internet."""
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    # Ray reads that variable once, when it is imported: a process that imported it before
+    # (most do) would otherwise resolve "127.0.0.1" to the machine's routable address and
+    # start every Ray service there. Its workers inherit the variable and read it themselves.
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is not None:
+        constants.ENABLE_RAY_CLUSTER = False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
