@@ -68,6 +68,25 @@ def noise(seconds: float, amplitude: float = 0.003, rate: int = 16000, seed: int
     return (rng.normal(0, amplitude, int(seconds * rate)) * 32767).astype(np.int16).tobytes()
 
 
+@pytest.fixture(autouse=True)
+def _settings_env_kept():
+    """A test that leaves a VOICE_* setting behind fails: the next test's redeploy would carry it
+    into every deployment's runtime_env, so all of them restart instead of the one meant."""
+    from serve_app.cluster import settings_env
+
+    before = settings_env()
+    yield
+    after = settings_env()
+    if after != before:
+        changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+        for k in changed:
+            if k in before:
+                os.environ[k] = before[k]
+            else:
+                os.environ.pop(k, None)
+        pytest.fail(f"this test left settings changed in os.environ: {', '.join(changed)}")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

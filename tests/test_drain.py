@@ -27,14 +27,24 @@ def _gateway(config: dict) -> dict:
 
 
 def _two_small_replicas(base: dict) -> dict:
-    """The Gateway as two replicas of one line each (its own env, so only the Gateway restarts)."""
+    """The Gateway as two replicas of one line each (its own env, so only the Gateway restarts).
+    Pinned through its autoscaling_config, not num_replicas: Serve hashes every deployment's
+    autoscaling policy into the application's code version, so dropping that config would
+    restart all five deployments under the live calls."""
     config = copy.deepcopy(base)
     gateway = _gateway(config)
-    gateway.pop("autoscaling_config", None)
-    gateway["num_replicas"] = 2
+    gateway["autoscaling_config"] = {**gateway["autoscaling_config"], "min_replicas": 2, "max_replicas": 2}
     env = {"VOICE_MAX_CALLS_PER_REPLICA": "1", "VOICE_WARM_SESSIONS": "1"}
     gateway["ray_actor_options"] = {**gateway.get("ray_actor_options", {}), "runtime_env": {"env_vars": env}}
     return config
+
+
+def _replicas(names: tuple[str, ...]) -> set[str]:
+    """The live replicas of these deployments (Serve names each replica actor after its own id)."""
+    import ray
+
+    actors = ray.util.list_named_actors(all_namespaces=True)
+    return {a["name"] for a in actors if a["name"].startswith("SERVE_REPLICA::") and a["name"].split("#")[1] in names}
 
 
 def _wait_ready(platform, timeout_s: float = 120) -> None:
@@ -67,6 +77,8 @@ async def test_a_redeploy_moves_live_calls_without_a_lost_turn_and_capacity_is_c
     try:
         mark = len(other.events)
         await other.send_json({"type": "text", "text": "what are your opening hours"})  # in flight at the drain
+        others = _replicas(("ASR", "TTS", "Embeddings", "Dialogue"))
+        assert len(others) >= 4, others
         await asyncio.to_thread(cluster.deploy, _two_small_replicas(base))  # a new Gateway version
         await _resumed(alice, 1)
         await _resumed(other, 1)
@@ -74,6 +86,7 @@ async def test_a_redeploy_moves_live_calls_without_a_lost_turn_and_capacity_is_c
             ended = client.of_type("session.ended")
             assert [e["reason"] for e in ended] == ["draining"] and ended[0]["resume_token"], ended
         assert said(other.events[mark:]), "the turn in flight at the drain was answered"
+        assert _replicas(("ASR", "TTS", "Embeddings", "Dialogue")) == others, "only the Gateway restarted"
 
         reply = said(await typed(alice, "where is order 10042"))
         assert "PIN" not in reply and "shipped" in reply, reply  # memory intact on the new replica
