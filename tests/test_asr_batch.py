@@ -164,8 +164,24 @@ async def test_a_run_ahead_asks_as_ahead_and_an_endpoint_as_final(preemptive_ms,
     call = handler(ws, actor, settings(preemptive_ms=preemptive_ms), transcribe=asr)
     task = asyncio.create_task(call.run())
     await ws.idle()
-    await send(ws, [LOUD] * 15 + [FRAME] * 40)
+    await send(ws, [LOUD] * 15 + [FRAME] * 50)  # past the 1.5 s an unpunctuated fragment waits
     await ws.wait(lambda: ws.of("turn.metrics", turn_id=1))
     assert [(r.kind, r.call_id) for r in asr.requests] == [(kind, call.session_id)]
     ws.text({"type": "hangup"})
     assert await asyncio.wait_for(task, 2) == "hangup"
+
+
+def test_a_partial_that_loops_comes_back_empty_and_a_turns_transcript_is_redone(whisper, speak, monkeypatch):
+    """tiny.en loops on "five five five" over the short window: a turn's transcript is worth the
+    full-window redo, a partial (a hint shown while the caller speaks) is not."""
+    windows = []
+    generate = whisper._generate_batch
+    monkeypatch.setattr(
+        whisper, "_generate_batch", lambda items: windows.append([f for _, f in items]) or generate(items)
+    )
+    pcm = silence(0.2) + speak("five five five") + silence(0.1)
+    partial = whisper.decode([whisper.prepare(pcm, redo_loops=False)])[0]
+    assert (partial.text, windows) == ("", [[1000], []])  # one short-window decode, no redo
+    windows.clear()
+    final = whisper.decode([whisper.prepare(pcm)])[0]
+    assert windows == [[1000], [3000]] and final.text.replace(",", "").split() == ["5", "5", "5"], (windows, final)

@@ -61,8 +61,10 @@ async def test_a_pin_in_a_partial_transcript_is_masked_once_the_agent_asked_for_
     await ws.idle(mark)
     mark = len(ws.events)
     await send(ws, frames(LOUD, 400))  # a Whisper partial after 300 ms of speech
+    # it arrives before the pause (one still on its way then is dropped: the run-ahead's supersedes it)
+    await ws.wait(lambda: [e for e in ws.events[mark:] if e["type"] == "transcript" and not e["final"]])
     await send(ws, frames(FRAME, 160))  # a pause: the run-ahead's partial
-    await send(ws, frames(LOUD, 100) + frames(FRAME, 600))  # the caller goes on, then stops
+    await send(ws, frames(LOUD, 100) + frames(FRAME, 900))  # the caller goes on, then stops
     await ws.wait(lambda: ws.of("transcript", final=True, turn_id=2))
     partials = [e["text"] for e in ws.events[mark:] if e["type"] == "transcript" and not e["final"]]
     assert len(partials) >= 2, partials  # both kinds were sent ...

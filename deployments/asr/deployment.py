@@ -47,7 +47,8 @@ class ASR:
         if ticket is None:
             raise AsrShed("partial shed: turn work pending")
         try:
-            utterance = await asyncio.to_thread(self._engine.prepare, request.pcm16, request.language)
+            prepare = self._engine.prepare
+            utterance = await asyncio.to_thread(prepare, request.pcm16, request.language, request.kind != "partial")
             result = await self._decode((ticket, utterance))
         finally:
             self._gate.done(ticket)

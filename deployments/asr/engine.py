@@ -47,6 +47,10 @@ class Utterance:
     max_tokens: int = 0
     prepare_ms: float = 0.0
     done: Transcript | None = None  # too short to be speech
+    # A decode that loops is redone over the full window (3 to 6 times the cost). A partial
+    # transcript is a hint, not the turn's words: it is dropped instead, so it never holds a
+    # run-ahead or a final behind 0.5 s of redo on one core.
+    redo_loops: bool = True
 
 
 def _window(features: np.ndarray, frames: int) -> np.ndarray:
@@ -122,8 +126,9 @@ class WhisperEngine:
         [result] = self.decode([self.prepare(pcm16, language)])
         return result
 
-    def prepare(self, pcm16: bytes, language: str | None = None) -> Utterance:
-        """An utterance's mel features: the per-request part of a decode, done before it joins a batch."""
+    def prepare(self, pcm16: bytes, language: str | None = None, redo_loops: bool = True) -> Utterance:
+        """An utterance's mel features: the per-request part of a decode, done before it joins a
+        batch. `redo_loops` False: a looping decode comes back empty instead of redone."""
         t0 = time.perf_counter()
         audio = np.frombuffer(pcm16, dtype=np.int16).astype(np.float32) / 32768.0
         audio_ms = len(audio) * 1000 / SAMPLE_RATE
@@ -138,7 +143,8 @@ class WhisperEngine:
         features = self._model.feature_extractor(audio)
         frames = max(SHORT_WINDOW_FRAMES, min(3000, (features.shape[-1] + 99) // 100 * 100 + 100))
         max_tokens = 16 + int(len(audio) / SAMPLE_RATE * 8)  # ~3 words/s: room to spare
-        return Utterance(audio, lang, audio_ms, features, frames, max_tokens, (time.perf_counter() - t0) * 1000)
+        prepare_ms = (time.perf_counter() - t0) * 1000
+        return Utterance(audio, lang, audio_ms, features, frames, max_tokens, prepare_ms, redo_loops=redo_loops)
 
     def decode(self, utterances: list[Utterance]) -> list[Transcript]:
         """Transcripts of prepared utterances, one `generate` per window size and language.
@@ -158,9 +164,10 @@ class WhisperEngine:
         redo = []
         for i, (text, confidence, n) in zip(short, first):
             u = utterances[i]
-            if u.frames < 3000 and (n >= u.max_tokens or _repeats(text)):
+            looped = u.frames < 3000 and (n >= u.max_tokens or _repeats(text))
+            if looped and u.redo_loops:
                 redo.append(i)
-            words[i] = text, confidence
+            words[i] = ("", 0.0) if looped else (text, confidence)
         for i, (text, confidence, _n) in zip(redo, self._generate_batch([(utterances[i], 3000) for i in redo])):
             words[i] = text, confidence
         decode_ms = (time.perf_counter() - t0) * 1000

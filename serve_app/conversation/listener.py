@@ -154,6 +154,12 @@ class Listener:
             return
         self.partial = asyncio.create_task(self._send_partial(self.endpointer.utterance_audio()))
 
+    def drop_partial(self) -> None:
+        """The caller paused: the run-ahead's transcript supersedes a partial still on its way,
+        and must not queue behind it at the ASR replica (a request not yet decoding is dropped)."""
+        if self.partial and not self.partial.done():
+            self.partial.cancel()
+
     async def _send_partial(self, audio: bytes) -> None:
         request = AsrRequest.of(audio, self.params.locale, "partial", self.session_id)
         try:
