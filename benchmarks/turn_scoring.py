@@ -21,7 +21,10 @@ from collections import Counter
 import numpy as np
 
 LATE_MS = 500.0
-TURN_END_KEYS = ("turn_end", "turn_end_confidence", "turn_end_cue", "endpoint_delay_ms")
+TURN_END_KEYS = (
+    *("turn_end", "turn_end_confidence", "turn_end_cue", "turn_end_at_ms", "turn_end_waited_ms"),
+    "endpoint_delay_ms",
+)
 
 
 def score_item(events: list[dict], audio_at: list[float], last_voiced_at: float) -> dict:

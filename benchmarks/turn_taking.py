@@ -2,7 +2,8 @@
 voice-to-voice on complete sentences, and the time to stop the agent when the caller talks over it.
 
     flock /tmp/voice-platform.lock .venv/bin/python benchmarks/turn_taking.py \\
-        [--modes fixed,adaptive] [--limit N] [--barge-ins 10] [--noises 3] [--json out.json]
+        [--modes fixed,adaptive] [--limit N] [--kinds complete,paused,digits] \\
+        [--barge-ins 10] [--noises 3] [--json out.json]
 
 Per mode (VOICE_TURN_END, handed to the platform through the environment it is deployed with) it
 starts its own platform on a free port (fresh local Ray on loopback, its stores in a temporary
@@ -237,13 +238,16 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--modes", default="fixed,adaptive", help="VOICE_TURN_END values, in order (baseline first)")
     p.add_argument("--limit", type=int, default=None, help="an even subset of the set, this many items")
+    p.add_argument("--kinds", default="complete,paused,digits", help="which kinds of item to say (a diagnosis)")
     p.add_argument("--barge-ins", type=int, default=10, help="barge-ins with real speech per mode")
     p.add_argument("--noises", type=int, default=3, help="noise bursts and as many backchannels over the agent")
     p.add_argument("--items-per-call", type=int, default=12, help="items said on one call before a new one")
     p.add_argument("--json", type=Path, default=None, help="write every figure and item here")
     args = p.parse_args(argv)
 
-    turn_set = load_turn_set(args.limit)  # rendered before a platform competes for the CPU
+    kinds = set(args.kinds.split(","))
+    # rendered before a platform competes for the CPU
+    turn_set = [item for item in load_turn_set(args.limit) if item.kind in kinds]
     barges = barge_clips(args.barge_ins, args.noises)
     summaries, detail = [], {}
     for mode in args.modes.split(","):
@@ -256,7 +260,13 @@ def main(argv: list[str] | None = None) -> int:
     print(table(summaries))
     print("(late: client-seen endpoint over 500 ms on a complete sentence; endpoint/server: P50 ms, client/VAD)")
     if args.json:
-        config = {"limit": args.limit, "modes": args.modes, "barge_ins": args.barge_ins, "noises": args.noises}
+        config = {
+            "limit": args.limit,
+            "kinds": args.kinds,
+            "modes": args.modes,
+            "barge_ins": args.barge_ins,
+            "noises": args.noises,
+        }
         args.json.write_text(json.dumps({"config": config, "summaries": summaries, "detail": detail}, indent=1))
         print(f"figures: {args.json}")
     return 0

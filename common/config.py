@@ -86,6 +86,9 @@ class Settings(LimitSettings, PhoneSettings):
     turn_end: Literal["adaptive", "fixed"] = "adaptive"
     turn_end_min_ms: int = Field(default=200, ge=100)
     turn_end_max_ms: int = Field(default=1500, ge=100)
+    # A decision still on its way when end_silence_ms runs out (its transcript queued behind
+    # another decode) is waited for this much longer: the fixed silence would cut a digit group.
+    turn_end_wait_ms: int = Field(default=300, ge=0)
     max_utterance_s: float = Field(default=30.0, gt=1)
     playback_lead_ms: int = Field(default=400, ge=0, le=500)
     # agent audio goes out in messages this long (fewer through Serve's proxy); the lead above still paces them

@@ -160,7 +160,7 @@ async def test_a_run_ahead_is_discarded_when_the_caller_goes_on(tmp_path, monkey
     assert first is not None
     await send(ws, [LOUD] * 5)  # the caller goes on
     assert h.ahead.task is None and first.done()
-    await send(ws, [FRAME] * 30)  # the endpoint
+    await send(ws, [FRAME] * 50)  # the endpoint, past the 1.5 s an unpunctuated fragment waits
     await ws.wait(lambda: ws.of("turn.metrics", turn_id=1))
     assert ws.of("turn.metrics", turn_id=1)[0]["preempted"] == "reply"  # from the second pause's run-ahead
     assert [e["text"] for e in ws.of("agent.text")].count("We're open nine to five.") == 1

@@ -4,11 +4,13 @@ verdict for the pause, and a call (in-process, fakes) answering early or waiting
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
 from deployments.vad.engine import Endpointer, SpeechEnded, SpeechPaused, SpeechResumed
 from deployments.vad.turn_end import decide
+from serve_app.conversation.pauses import Pauses
 from tests.call_fakes import FRAME, LOUD, FakeDialogue, FakeWS, LoudVAD, handler, session_actor, settings
 from tests.test_conversation_parts import asr, hours
 
@@ -66,6 +68,25 @@ def test_awaited_digits_wait_for_all_of_them():
     assert decide("The number is one", awaiting="order_id").cue == "digits_short"
 
 
+@pytest.mark.parametrize(
+    ("text", "verdict"),
+    [
+        ("I bought 15.", "unfinished"),  # a figure or a code read out in groups: a stop at the breath
+        ("The last digits are 38.", "unfinished"),
+        ("It came to 7-4.", "unfinished"),
+        ("The bill was $60.", "complete"),  # an amount is whole
+        ("They took 129.50 from my account.", "complete"),
+        ("It went up by 10%.", "complete"),
+        ("Can I get 2?", "complete"),  # a question
+        ("Yes, 3.", "complete"),  # a short answer
+        ("I moved here in 2019.", "complete"),  # four digits or more: a year, a card's last four
+        ("I have been waiting for 6 days.", "complete"),  # the number is not last
+    ],
+)
+def test_a_short_number_at_the_end_is_still_being_said(text, verdict):
+    assert decide(text).verdict == verdict, decide(text)
+
+
 def test_no_cue_keeps_the_fixed_endpoint():
     for text in ("", "   ", "yes it is", "Wait.", "Actually.", "Yeah...", "Seven."):
         assert decide(text).endpoint_ms(200, 1500) is None, text
@@ -101,7 +122,7 @@ async def pause_then(ws, h, silent_frames: int) -> None:
     await ws.drain()
     for _ in range(50):  # the run-ahead's transcript, then its decision
         await asyncio.sleep(0.01)
-        if h._turn_end is not None:
+        if h.pauses.decision is not None:
             break
     for _ in range(silent_frames):
         ws.bytes(FRAME)
@@ -126,6 +147,8 @@ async def test_a_call_ends_the_turn_where_the_decision_says(tmp_path, monkeypatc
     metrics = ws.of("turn.metrics", turn_id=1)[0]
     assert metrics["turn_end"] == verdict, metrics
     assert endpoint[0] <= metrics["endpoint_delay_ms"] <= endpoint[1], metrics
+    if mode == "adaptive":  # decided 100 ms into the pause plus the fake ASR's few ms
+        assert 100 <= metrics["turn_end_at_ms"] <= metrics["endpoint_delay_ms"], metrics
     ws.text({"type": "hangup"})
     assert await asyncio.wait_for(task, 2) == "hangup"
 
@@ -143,5 +166,105 @@ async def test_an_unfinished_sentence_is_waited_for_and_heard_as_one_turn(tmp_pa
     await ws.drain()
     await ws.wait(lambda: ws.of("turn.metrics", turn_id=1))
     assert [t.source for t in actor.obj._engine.state.turns] == ["greeting", "speech"]  # one turn, not two
+    ws.text({"type": "hangup"})
+    assert await asyncio.wait_for(task, 2) == "hangup"
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_pauses_report_how_far_into_the_silence_the_decision_came():
+    clock, ep = Clock(), Endpointer(LoudVAD(), preemptive_ms=100, end_silence_ms=500)
+    pauses = Pauses(settings(preemptive_ms=100), ep, clock)
+    feed(ep, [LOUD] * 15 + [FRAME] * 8)
+    pauses.paused()
+    clock.now += 0.180  # the run-ahead's transcript took 180 ms
+    pauses.heard("When do you open on Sunday?")
+    assert pauses.ended(transcript_pending=False) == {
+        "turn_end": "complete",
+        "turn_end_confidence": 0.8,
+        "turn_end_cue": "punctuation",
+        "turn_end_at_ms": 280.0,
+    }
+    pauses.paused()
+    clock.now += 0.45
+    assert pauses.ended(transcript_pending=True) == {"turn_end": "none", "turn_end_waited_ms": 450.0}
+    pauses.paused()
+    pauses.heard("I need help with the")
+    pauses.resumed()  # the caller went on: that verdict is spent
+    assert pauses.decision is None
+    assert pauses.ended(transcript_pending=False) == {"turn_end": "none"}
+
+
+def test_fixed_mode_decides_nothing():
+    ep = Endpointer(LoudVAD(), preemptive_ms=100, end_silence_ms=500)
+    pauses = Pauses(settings(turn_end="fixed"), ep)
+    feed(ep, [LOUD] * 15 + [FRAME] * 8)
+    pauses.paused()
+    pauses.heard("When do you open on Sunday?")
+    assert pauses.decision is None
+    assert pauses.ended(transcript_pending=True) == {"turn_end": "fixed"}
+
+
+def test_a_verdict_on_its_way_holds_the_endpoint_past_the_fixed_silence():
+    ep = Endpointer(LoudVAD(), preemptive_ms=100, end_silence_ms=500)
+    pauses = Pauses(settings(preemptive_ms=100, turn_end_wait_ms=300), ep)
+    assert isinstance(feed(ep, [LOUD] * 15 + [FRAME] * 8)[-1], SpeechPaused)
+    pauses.paused()  # no transcript yet
+    ended = next(e for e in feed(ep, [FRAME] * 40) if isinstance(e, SpeechEnded))
+    assert 780 <= ended.trailing_silence_ms <= 860, ended.trailing_silence_ms
+    feed(ep, [LOUD] * 15 + [FRAME] * 8)
+    pauses.paused()
+    pauses.heard(None)  # the run-ahead failed: no verdict is coming, the fixed silence again
+    ended = next(e for e in feed(ep, [FRAME] * 40) if isinstance(e, SpeechEnded))
+    assert 480 <= ended.trailing_silence_ms <= 560, ended.trailing_silence_ms
+
+
+def late_asr(text: str, late: Callable[[], bool]):
+    """Whisper whose run-ahead transcript comes only once `late()` (or after 1.5 s)."""
+
+    async def transcribe(request):
+        if request.kind == "ahead":
+            for _ in range(150):
+                if late():
+                    break
+                await asyncio.sleep(0.01)
+        return {"text": text, "confidence": 0.9}
+
+    return transcribe
+
+
+@pytest.mark.parametrize(("wait_ms", "verdict"), [(300, "complete"), (0, "none")])
+async def test_a_run_ahead_transcript_late_past_the_fixed_silence_still_decides(
+    tmp_path, monkeypatch, wait_ms, verdict
+):
+    """The run-ahead's transcript comes when the pause is 600 ms old: past the fixed 500 ms.
+    Held for it, the turn ends on its verdict; not held, on the fixed silence with none."""
+    ws, actor = FakeWS(), session_actor(FakeDialogue(hours), tmp_path, monkeypatch)
+    said = "When do you open on Sunday?"
+    config = settings(preemptive_ms=100, turn_end_wait_ms=wait_ms)
+    h = None
+    h = handler(ws, actor, config, transcribe=late_asr(said, lambda: h.listener.endpointer.silence_ms >= 600))
+    task = asyncio.create_task(h.run())
+    await ws.idle()
+    for f in [LOUD] * 15:
+        ws.bytes(f)
+    await ws.drain()
+    for _ in range(40):  # the microphone's silence at real time
+        ws.bytes(FRAME)
+        await ws.drain()
+        await asyncio.sleep(0.032)
+    await ws.wait(lambda: ws.of("turn.metrics", turn_id=1))
+    metrics = ws.of("turn.metrics", turn_id=1)[0]
+    assert metrics["turn_end"] == verdict, metrics
+    if verdict == "complete":
+        assert 600 <= metrics["endpoint_delay_ms"] < 700, metrics  # at the verdict, not at 800 ms
+    else:
+        assert metrics["turn_end_waited_ms"] > 300 and metrics["endpoint_delay_ms"] < 560, metrics
     ws.text({"type": "hangup"})
     assert await asyncio.wait_for(task, 2) == "hangup"

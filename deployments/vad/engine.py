@@ -151,6 +151,11 @@ class Endpointer:
         """Voiced time in the utterance in progress (0 when none)."""
         return self._speech_frames * FRAME_MS if self._speaking else 0.0
 
+    @property
+    def silence_ms(self) -> float:
+        """Silence since the utterance in progress last had voice (0 when none)."""
+        return self._silence_frames * FRAME_MS if self._speaking else 0.0
+
     def utterance_audio(self) -> bytes:
         """The utterance in progress so far (for partial transcripts)."""
         return np.concatenate(self._utterance).tobytes() if self._speaking and self._utterance else b""

@@ -58,6 +58,9 @@ _SHORT_ANSWERS = 3  # words: "yes", "no thanks", "yes, that's right" answer a qu
 COMPLETE_CONFIDENCE = 0.7  # a weaker "complete" (a short unpunctuated phrase) keeps the fixed silence
 UNFINISHED_CONFIDENCE = 0.6
 _TOKEN = re.compile(r"[a-z0-9']+|\.\.\.|…|[.,?!;:-]")  # one pass, no backtracking
+# The end of a transcript that is an amount: a currency sign or a decimal point before its last
+# digits. Anchored at the end of a short tail, with no nested repetition: linear.
+_AMOUNT_TAIL = re.compile(r"(?:[$£€]\s?[\d,]*|\d[.,]\d+|%)\W*$")
 
 
 @dataclass(frozen=True)
@@ -112,8 +115,9 @@ def decide(text: str, awaiting: str | None = None) -> TurnEnd:
         if trailing == "?":
             return TurnEnd("complete", 0.7, "question")
         return TurnEnd("unfinished", 0.7, "open_word")
-    if _is_number(last) and _number_unfinished(words, stopped=trailing in (".", "?", "!")):
-        return TurnEnd("unfinished", 0.7, "number_going")
+    if _is_number(last) and _AMOUNT_TAIL.search(text[-40:]) is None:  # "$60." or "49.99" is whole
+        if _number_unfinished(words, stopped=trailing in (".", "?", "!")) or _short_number_last(words, trailing):
+            return TurnEnd("unfinished", 0.7, "number_going")
     if last in _COPULAS and len(words) > 1 and words[-2] in _GIVEN and trailing != "?":
         return TurnEnd("unfinished", 0.7, "lead_in")
     if len(words) == 1 and last not in _ANSWERS and trailing != "?":
@@ -147,6 +151,16 @@ def _trailing_number(words: list[str]) -> tuple[str, int]:
         return before, 0
     runs = digit_runs(" ".join(tail))
     return before, (len(runs[-1]) if runs else 0)
+
+
+def _short_number_last(words: list[str], trailing: str) -> bool:
+    """A sentence that ends on a bare number of one to three digits ("I ordered 20.", "The card
+    ends in 66."): a caller reading out a code or a figure in groups, whom Whisper gave a stop at
+    the breath between them. Not a lone number (the fixed silence decides that), a question, or
+    a short answer ("Yes, 2.")."""
+    if len(words) < 2 or trailing == "?" or (words[0] in _ANSWERS and len(words) <= _SHORT_ANSWERS):
+        return False
+    return 0 < _trailing_number(words)[1] <= 3
 
 
 def _number_unfinished(words: list[str], stopped: bool) -> bool:

@@ -33,7 +33,7 @@ class AheadRunner:
         params: ConnectParams,
         session_id: str,
         deadlines: Deadlines,
-        on_transcript: Callable[[str], None] = lambda text: None,
+        on_transcript: Callable[[str | None], None] = lambda text: None,
     ):
         self._channel, self._hearing, self._partial_event = channel, hearing, partial_event
         self._session, self._synthesize, self.params, self.session_id = session, synthesize, params, session_id
@@ -56,7 +56,11 @@ class AheadRunner:
 
     async def _run(self, audio: bytes, end_sample: int, reply_too: bool) -> Ahead:
         """Transcribe the utterance so far; if allowed, prepare the reply and its first audio."""
-        result = await self._hearing.transcribe(audio, end_sample, "ahead")
+        try:
+            result = await self._hearing.transcribe(audio, end_sample, "ahead")
+        except Exception:
+            self._on_transcript(None)  # no verdict is coming: the fixed silence ends this pause
+            raise
         ahead = Ahead(result["text"], result["confidence"], time.monotonic(), provider=result["provider"])
         self._on_transcript(ahead.text)
         if ahead.text and not is_backchannel(ahead.text):

@@ -17,7 +17,6 @@ from collections.abc import Callable
 
 from common.config import Settings
 from deployments.vad.engine import VADStream
-from deployments.vad.turn_end import decide
 from models.protocol import CloseCode, ConnectParams, event, session_started
 from models.session import TurnFinish
 from serve_app.conversation.ahead import AheadRunner
@@ -26,6 +25,7 @@ from serve_app.conversation.channel import CLOSE_WAIT_S, Channel, quietly
 from serve_app.conversation.hearing import Transcribe
 from serve_app.conversation.listener import Listener
 from serve_app.conversation.moving import between_turns
+from serve_app.conversation.pauses import Pauses
 from serve_app.conversation.record import Record
 from serve_app.conversation.session_client import SessionClient
 from serve_app.conversation.speaker import Speaker, Synthesize
@@ -93,11 +93,10 @@ class Call:
             params,
             session_id,
             self._dl,
-            self._decide_turn_end,
+            lambda text: self.pauses.heard(text),
         )
         self.barge = BargeIn.hearing(self.speaker, self.listener, settings, clock)
-        self._awaited: str | None = None  # what the agent asked for (PIN, order number)
-        self._turn_end: dict | None = None  # this pause's decision, for the turn's metrics
+        self.pauses = Pauses(settings, self.listener.endpointer)
         self.turns = Turns(
             self.channel,
             self.listener,
@@ -200,18 +199,8 @@ class Call:
             log.error("call %s: final checkpoint failed: %r", self.session_id, exc)
 
     def _awaiting(self, what: str | None) -> None:
-        self._awaited = what
+        self.pauses.awaited = what
         self.listener.awaiting_pin = what == "pin"
-
-    def _decide_turn_end(self, text: str) -> None:
-        """The run-ahead heard the caller's pause: a finished turn ends after a short silence,
-        an unfinished one waits longer, an unsure one keeps the fixed silence."""
-        s = self._settings
-        if s.turn_end == "fixed":
-            return
-        verdict = decide(text, self._awaited)
-        self.listener.endpointer.end_after(verdict.endpoint_ms(s.turn_end_min_ms, s.turn_end_max_ms))
-        self._turn_end = verdict.metrics()
 
     def finish(self, reason: str, close_code: int | None = CloseCode.NORMAL) -> None:
         if not self._ended.done():
@@ -233,7 +222,8 @@ class Call:
 
     def on_paused(self, audio: bytes, at_sample: int) -> None:
         self.ahead.cancel()
-        self._turn_end = None
+        self.listener.drop_partial()
+        self.pauses.paused()
         if self._settings.preemptive_ms:
             speaker = self.speaker
             reply_too = not (self.turns.busy or speaker.interrupted or speaker.speaking() or self.turns.queue.qsize())
@@ -241,11 +231,12 @@ class Call:
 
     def on_resumed(self) -> None:
         self.ahead.cancel()  # the caller went on: what was started early is stale
-        self._turn_end = None
+        self.pauses.resumed()
 
     def on_end_of_turn(self, audio: bytes, at_sample: int, trailing_silence_ms: float) -> None:
         eos_at = time.monotonic() - trailing_silence_ms / 1000
         over_agent = self.speaker.speaking() and self.speaker.cut_at_s is None
+        pending = self.ahead.task is not None and not self.ahead.task.done()
         turn = TurnInput(
             "speech",
             eos_at=eos_at,
@@ -254,9 +245,8 @@ class Call:
             end_sample=at_sample,
             ahead=self.ahead.take(),
             over_agent=over_agent,
-            turn_end=self._turn_end or {"turn_end": "fixed" if self._settings.turn_end == "fixed" else "none"},
+            turn_end=self.pauses.ended(transcript_pending=pending),
         )
-        self._turn_end = None
         self.barge.reset()
         self.turns.enqueue(turn)
 
