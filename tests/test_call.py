@@ -249,7 +249,9 @@ async def test_spoken_call_authenticates_and_gets_order_status(platform, speak):
 
     client = await open_call(platform, "demo-alice")
     await wait_greeting_done(client)
-    ask = await speak_turn(client, speak("Where is my order, one zero zero four two?"), timeout=60)
+    # No comma before the number: piper pauses at one, and a number heard alone after a cut there
+    # can be misheard ("10 40 40"), which is Whisper's error, not what this test is about.
+    ask = await speak_turn(client, speak("Where is my order one zero zero four two?"), timeout=60)
     assert "PIN" in " ".join(ask.agent_text), ask
     pin = await speak_turn(client, speak("One, two, three, four."), timeout=60)
     reply = " ".join(pin.agent_text)
@@ -257,9 +259,9 @@ async def test_spoken_call_authenticates_and_gets_order_status(platform, speak):
     await client.hangup()
     state = stored(platform, client.session["session_id"])
     assert state.authenticated and state.customer_name == "Alice"
-    # Piper pauses at the comma: the adaptive endpoint may answer "Where is my order?" as a turn
-    # of its own and the number as the next (issue 17's false cut), so the PIN's turn is found by
-    # what it did, not by its place.
+    # The adaptive endpoint may still answer "Where is my order?" as a turn of its own and the
+    # number as the next (issue 17's false cut), so the PIN's turn is found by what it did, not by
+    # its place.
     (pin_turn,) = [t for t in state.turns if any(r.tool == "verify_pin" for r in t.tool_results)]
     assert pin_turn.transcript == "[PIN]"  # the spoken PIN never reaches the store
     assert pin.transcript == "[PIN]"  # nor the caller's transcript event
